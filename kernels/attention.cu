@@ -1,0 +1,2 @@
+// attention.cu (to be written)
+#include "common.cuh"

@@ -1,0 +1,2 @@
+// conv.cu (to be written)
+#include "common.cuh"

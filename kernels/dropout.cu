@@ -1,0 +1,2 @@
+// dropout.cu (to be written)
+#include "common.cuh"

@@ -1,0 +1,2 @@
+// layout.cu (to be written)
+#include "common.cuh"

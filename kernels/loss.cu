@@ -1,0 +1,2 @@
+// loss.cu (to be written)
+#include "common.cuh"

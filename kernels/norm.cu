@@ -1,0 +1,2 @@
+// norm.cu (to be written)
+#include "common.cuh"

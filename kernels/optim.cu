@@ -1,0 +1,2 @@
+// optim.cu (to be written)
+#include "common.cuh"

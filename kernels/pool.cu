@@ -1,0 +1,2 @@
+// pool.cu (to be written)
+#include "common.cuh"

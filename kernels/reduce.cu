@@ -1,0 +1,2 @@
+// reduce.cu (to be written)
+#include "common.cuh"

@@ -1,0 +1,2 @@
+// softmax.cu (to be written)
+#include "common.cuh"

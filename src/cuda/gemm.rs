@@ -1,0 +1,1 @@
+//! cuBLAS GEMM launchers (to be written).

@@ -1,0 +1,18 @@
+//! revelio: a from-scratch GPU compute engine for looking inside diffusion models.
+//!
+//! - [`tensor`]: shape, dtype, device, storage; explicit copies between devices and dtypes.
+//! - [`ops`]: every op the models and trainers use, checked once and dispatched to
+//!   [`cpu`] (the f32 reference) or [`cuda`] (hand-written kernels, cuBLAS for plain GEMMs).
+//! - [`io`]: safetensors loading (memory-mapped) and saving, atomic writes.
+//! - [`rng`]: counter-based random numbers, identical on every device.
+
+pub mod cpu;
+pub mod cuda;
+mod error;
+pub mod io;
+pub mod ops;
+pub mod rng;
+pub mod tensor;
+
+pub use error::{Context, Error, Result};
+pub use tensor::{DType, Device, Shape, Tensor};

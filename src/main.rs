@@ -1,0 +1,115 @@
+//! The `revelio` command line: parse, call the library, print. Each subcommand's work lives in
+//! the library; this file only wires arguments to it and prints results and errors.
+
+use clap::{Parser, Subcommand};
+use revelio::cuda::{self, compile, nvrtc, Probe};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "revelio", version, about = "Look inside diffusion models: features, k-SAEs, Diff-C, on CUDA or the CPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the version, how kernels are built, and the GPUs found (or why none).
+    Info,
+    /// Compile every CUDA kernel with NVRTC for each architecture and print the ptxas resource
+    /// report; exits non-zero on a compile error, a register spill, a stack frame, or a kernel
+    /// missing from the source or from the Rust kernel table. Needs no GPU.
+    Kernels {
+        /// Comma-separated architectures (default: sm_80,sm_90).
+        #[arg(long, value_delimiter = ',', default_value = "sm_80,sm_90")]
+        arch: Vec<String>,
+    },
+}
+
+fn gib(bytes: usize) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+fn info() -> ExitCode {
+    println!("revelio {}", env!("CARGO_PKG_VERSION"));
+    match nvrtc::version() {
+        Ok(((ma, mi), path)) => println!(
+            "kernels: compiled at first use by NVRTC {ma}.{mi} ({}), cubins cached in {}",
+            path.display(),
+            compile::cache_dir().display()
+        ),
+        Err(e) => println!("kernels: unavailable ({e})"),
+    }
+    match cuda::cublas::location() {
+        Ok(p) => println!("cuBLAS: {p}"),
+        Err(e) => println!("cuBLAS: unavailable ({e})"),
+    }
+    match cuda::probe() {
+        Probe::Devices(devs) => {
+            let driver = cuda::driver_version().map(|(a, b)| format!("driver CUDA {a}.{b}")).unwrap_or_default();
+            let list: Vec<String> = devs
+                .iter()
+                .map(|d| {
+                    format!(
+                        "cuda:{} {} ({:.1} GiB, {}, {} SMs)",
+                        d.ordinal,
+                        d.name,
+                        gib(d.total_memory),
+                        d.arch(),
+                        d.multiprocessors
+                    )
+                })
+                .collect();
+            println!("devices: {} [{driver}]", list.join("; "));
+        }
+        other => println!("devices: none: {}; --device auto runs on the CPU", other.reason()),
+    }
+    println!("nvtx: {}", if cuda::nvtx::enabled() { "on" } else { "off (libnvToolsExt not found)" });
+    ExitCode::SUCCESS
+}
+
+fn kernels(archs: &[String]) -> ExitCode {
+    if let Err(e) = nvrtc::version() {
+        eprintln!("revelio kernels: {e}");
+        eprintln!("hint: pip install --target DIR nvidia-cuda-nvrtc-cu12, then set REVELIO_PY_SITE=DIR");
+        return ExitCode::FAILURE;
+    }
+    let reports = compile::check_all(archs);
+    println!("{:<7} {:<16} {:<36} {:>5} {:>7} {:>6} {:>7}", "arch", "module", "kernel", "regs", "smem", "stack", "spills");
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for r in &reports {
+        for k in &r.kernels {
+            count += 1;
+            println!(
+                "{:<7} {:<16} {:<36} {:>5} {:>7} {:>6} {:>7}",
+                r.arch,
+                r.module.file_name(),
+                k.name,
+                k.registers,
+                k.shared_bytes,
+                k.stack_bytes,
+                k.spill_stores + k.spill_loads
+            );
+        }
+        problems.extend(r.problems.iter().map(|p| format!("{} {}: {p}", r.arch, r.module.file_name())));
+    }
+    println!("{count} kernels compiled for {}", archs.join(", "));
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("{} problem(s)", problems.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info => info(),
+        Command::Kernels { arch } => kernels(&arch),
+    }
+}

@@ -1,0 +1,1 @@
+//! conv (to be written).

@@ -1,0 +1,1 @@
+//! dropout (to be written).

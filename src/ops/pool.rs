@@ -1,0 +1,1 @@
+//! pool (to be written).
