@@ -37,7 +37,8 @@ pub fn size_class(bytes: usize) -> usize {
     if bytes <= 4096 {
         return bytes.div_ceil(512) * 512;
     }
-    let step = bytes.next_power_of_two() / 8;
+    let high_bit = 1usize << (usize::BITS - 1 - bytes.leading_zeros());
+    let step = high_bit / 8;
     bytes.div_ceil(step) * step
 }
 
@@ -140,7 +141,7 @@ mod tests {
         assert_eq!(size_class(512), 512);
         assert_eq!(size_class(513), 1024);
         assert_eq!(size_class(4096), 4096);
-        assert_eq!(size_class(4097), 5120);
+        assert_eq!(size_class(4097), 4608);
         for n in [5000usize, 100_000, 3_000_001, 1 << 30] {
             let c = size_class(n);
             assert!(c >= n && (c - n) * 8 <= n, "{n} -> {c}");
