@@ -152,3 +152,29 @@ pub fn check_cuda_vs_cpu(
         assert_tensor_close(&format!("{what} ({dtype}) output {i}"), a, e, tol.unwrap_or_else(|| tol_for(dtype)));
     }
 }
+
+/// The fixture format the tools/reference scripts write (tools/reference/common.py `FORMAT`).
+pub const FIXTURE_FORMAT: &str = "revelio-fixture-1";
+
+/// Opens tests/fixtures/<relpath>, checking it was made by a current tools/reference script;
+/// a missing or stale fixture panics with the command that remakes it.
+pub fn fixture(relpath: &str) -> revelio::io::SafeTensorsFile {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(relpath);
+    let f = revelio::io::SafeTensorsFile::open(&path).unwrap_or_else(|e| {
+        panic!("{e}\nhint: make the fixtures with the script in tools/reference/ (see tools/reference/README.md)")
+    });
+    let meta = f.metadata();
+    let script = meta.get("script").cloned().unwrap_or_else(|| "tools/reference/<script>".into());
+    assert_eq!(
+        meta.get("format").map(String::as_str),
+        Some(FIXTURE_FORMAT),
+        "{relpath} is stale (format {:?}); re-run {script}",
+        meta.get("format")
+    );
+    f
+}
+
+/// Tensor `key` of a fixture as f32 on the CPU.
+pub fn fixture_tensor(f: &revelio::io::SafeTensorsFile, key: &str) -> Tensor {
+    f.load(key, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"))
+}

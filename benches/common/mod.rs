@@ -1,0 +1,183 @@
+//! Shared bench harness: arguments, timing (device events on a GPU, wall clock on the CPU),
+//! the measured ceilings (bf16 matrix rate, copy bandwidth), floors, the table and the JSON.
+//!
+//! Every bench takes: `--device auto|cpu|cuda` (default auto), `--dtype f32|f16|bf16` (GPU
+//! only; default bf16), `--json PATH` (write the rows), `--torch PATH` (a tools/bench_torch.py
+//! JSON from the same machine, shown beside our figures), `--iters N` (default 20 GPU / 5 CPU).
+#![allow(dead_code)]
+
+use revelio::ops;
+use revelio::{DType, Device, Tensor};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub struct Args {
+    pub device: Device,
+    pub dtype: DType,
+    pub json: Option<PathBuf>,
+    pub torch: Option<Value>,
+    pub iters: usize,
+    pub command: String,
+}
+
+pub fn parse_args() -> Args {
+    let raw: Vec<String> = std::env::args().collect();
+    let command = raw.join(" ");
+    let mut it = raw.into_iter().skip(1);
+    let (mut device, mut dtype, mut json_path, mut torch, mut iters) = ("auto".to_string(), "bf16".to_string(), None, None, None);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--device" => device = it.next().expect("--device needs a value"),
+            "--dtype" => dtype = it.next().expect("--dtype needs a value"),
+            "--json" => json_path = Some(PathBuf::from(it.next().expect("--json needs a path"))),
+            "--torch" => {
+                let p = it.next().expect("--torch needs a path");
+                let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+                torch = Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{p}: {e}")));
+            }
+            "--iters" => iters = Some(it.next().expect("--iters needs a number").parse().expect("--iters: a number")),
+            "--bench" => {}
+            other => eprintln!("ignoring argument {other}"),
+        }
+    }
+    let device = Device::parse(&device).unwrap_or_else(|e| panic!("{e}"));
+    let dtype = if device.is_cpu() { DType::F32 } else { DType::parse(&dtype).expect("--dtype: f32, f16 or bf16") };
+    let iters = iters.unwrap_or(if device.is_cpu() { 5 } else { 20 });
+    Args { device, dtype, json: json_path, torch, iters, command }
+}
+
+/// The shared shape list (benches/shapes.json).
+pub fn shapes() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/shapes.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("benches/shapes.json")).expect("valid JSON")
+}
+
+/// Median, min and max of the timed runs, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite timings"));
+    Stats { median_ms: v[v.len() / 2], min_ms: v[0], max_ms: v[v.len() - 1] }
+}
+
+/// Times `f` `iters` times after 3 warm-up runs: device events around each run on a GPU (the
+/// output of each run is dropped after its stop event), wall clock on the CPU.
+pub fn time(device: &Device, iters: usize, mut f: impl FnMut() -> revelio::Result<Tensor>) -> Stats {
+    for _ in 0..3 {
+        drop(f().expect("warm-up run"));
+    }
+    device.synchronize().expect("sync");
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        match device {
+            Device::Cuda(d) => {
+                let start = d.record_event().expect("event");
+                let out = f().expect("timed run");
+                let stop = d.record_event().expect("event");
+                stop.synchronize().expect("event sync");
+                times.push(start.elapsed_ms(&stop).expect("elapsed") as f64);
+                drop(out);
+            }
+            Device::Cpu => {
+                let t0 = Instant::now();
+                let out = f().expect("timed run");
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+                drop(out);
+            }
+        }
+    }
+    stats(times)
+}
+
+/// The two ceilings every floor is counted against, measured on this device.
+#[derive(Debug, Clone, Copy)]
+pub struct Ceilings {
+    /// Dense matrix rate of a large GEMM in the bench dtype (cuBLAS on a GPU, the gemm crate on the CPU).
+    pub matrix_tflops: f64,
+    /// Device-to-device copy bandwidth counting bytes read plus bytes written.
+    pub copy_gbps: f64,
+}
+
+pub fn measure_ceilings(device: &Device, dtype: DType) -> Ceilings {
+    let n = if device.is_cpu() { 1024 } else { 8192 };
+    let a = Tensor::randn([n, n], 1, device).unwrap().to_dtype(dtype).unwrap();
+    let b = Tensor::randn([n, n], 2, device).unwrap().to_dtype(dtype).unwrap();
+    let t = time(device, 10, || ops::gemm::matmul(&a, &b));
+    let matrix_tflops = 2.0 * (n as f64).powi(3) / (t.median_ms * 1e-3) / 1e12;
+    let elems = if device.is_cpu() { 1 << 24 } else { 1 << 28 };
+    let x = Tensor::randn([elems], 3, device).unwrap().to_dtype(dtype).unwrap();
+    let t = time(device, 10, || x.deep_clone());
+    let copy_gbps = 2.0 * (elems * dtype.size_in_bytes()) as f64 / (t.median_ms * 1e-3) / 1e9;
+    Ceilings { matrix_tflops, copy_gbps }
+}
+
+/// One measured op: time, work, and how far from its floor.
+pub struct Row {
+    pub op: String,
+    pub name: String,
+    pub stats: Stats,
+    pub flops: f64,
+    pub bytes: f64,
+    pub floor_ms: f64,
+    pub torch_ms: Option<f64>,
+}
+
+impl Row {
+    pub fn new(op: &str, name: &str, stats: Stats, flops: f64, bytes: f64, c: &Ceilings, torch_ms: Option<f64>) -> Row {
+        let floor_ms = (flops / (c.matrix_tflops * 1e12)).max(bytes / (c.copy_gbps * 1e9)) * 1e3;
+        Row { op: op.into(), name: name.into(), stats, flops, bytes, floor_ms, torch_ms }
+    }
+}
+
+/// The torch time for (op, name) from a tools/bench_torch.py JSON, if given.
+pub fn torch_ms(args: &Args, op: &str, name: &str) -> Option<f64> {
+    args.torch.as_ref()?["rows"].as_array()?.iter().find(|r| r["op"] == op && r["name"] == name)?["median_ms"].as_f64()
+}
+
+/// Prints the table and writes the JSON (rows, ceilings, device, dtype and the command line).
+pub fn report(args: &Args, ceil: &Ceilings, rows: &[Row]) {
+    let device_name = match &args.device {
+        Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        Device::Cuda(d) => d.info().name.clone(),
+    };
+    println!(
+        "device {device_name}, dtype {}, measured ceilings: matrix {:.1} TFLOP/s, copy {:.0} GB/s",
+        args.dtype, ceil.matrix_tflops, ceil.copy_gbps
+    );
+    println!(
+        "{:<12} {:<30} {:>10} {:>10} {:>9} {:>9} {:>8} {:>10} {:>8}",
+        "op", "shape", "median ms", "floor ms", "TFLOP/s", "GB/s", "% floor", "torch ms", "x torch"
+    );
+    let mut out = Vec::new();
+    for r in rows {
+        let s = r.stats.median_ms * 1e-3;
+        let (tf, gb) = (r.flops / s / 1e12, r.bytes / s / 1e9);
+        let pct = 100.0 * r.floor_ms / r.stats.median_ms;
+        let torch = r.torch_ms.map(|t| format!("{t:.3}")).unwrap_or_else(|| "-".into());
+        let speedup = r.torch_ms.map(|t| format!("{:.2}", t / r.stats.median_ms)).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:<30} {:>10.3} {:>10.3} {:>9.2} {:>9.0} {:>7.0}% {:>10} {:>8}",
+            r.op, r.name, r.stats.median_ms, r.floor_ms, tf, gb, pct, torch, speedup
+        );
+        out.push(json!({
+            "op": r.op, "name": r.name, "median_ms": r.stats.median_ms, "min_ms": r.stats.min_ms,
+            "max_ms": r.stats.max_ms, "flops": r.flops, "bytes": r.bytes, "floor_ms": r.floor_ms,
+            "tflops": tf, "gbps": gb, "torch_ms": r.torch_ms,
+        }));
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "command": args.command, "device": device_name, "dtype": args.dtype.name(),
+            "ceilings": {"matrix_tflops": ceil.matrix_tflops, "copy_gbps": ceil.copy_gbps},
+            "rows": out,
+        });
+        revelio::io::write_atomic(path, serde_json::to_string_pretty(&doc).expect("json").as_bytes()).expect("write JSON");
+        println!("wrote {}", path.display());
+    }
+}
