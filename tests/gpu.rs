@@ -7,3 +7,12 @@ mod common;
 
 #[path = "gpu/elementwise.rs"]
 mod elementwise;
+
+#[path = "gpu/norm.rs"]
+mod norm;
+
+#[path = "gpu/softmax.rs"]
+mod softmax;
+
+#[path = "gpu/loss.rs"]
+mod loss;

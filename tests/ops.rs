@@ -5,3 +5,12 @@ mod common;
 
 #[path = "ops/elementwise.rs"]
 mod elementwise;
+
+#[path = "ops/norm.rs"]
+mod norm;
+
+#[path = "ops/softmax.rs"]
+mod softmax;
+
+#[path = "ops/loss.rs"]
+mod loss;
