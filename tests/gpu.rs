@@ -7,3 +7,18 @@ mod common;
 
 #[path = "gpu/elementwise.rs"]
 mod elementwise;
+
+#[path = "gpu/dropout.rs"]
+mod dropout;
+
+#[path = "gpu/layout.rs"]
+mod layout;
+
+#[path = "gpu/optim.rs"]
+mod optim;
+
+#[path = "gpu/pool.rs"]
+mod pool;
+
+#[path = "gpu/reduce.rs"]
+mod reduce;

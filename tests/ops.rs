@@ -5,3 +5,18 @@ mod common;
 
 #[path = "ops/elementwise.rs"]
 mod elementwise;
+
+#[path = "ops/dropout.rs"]
+mod dropout;
+
+#[path = "ops/layout.rs"]
+mod layout;
+
+#[path = "ops/optim.rs"]
+mod optim;
+
+#[path = "ops/pool.rs"]
+mod pool;
+
+#[path = "ops/reduce.rs"]
+mod reduce;
