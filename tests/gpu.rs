@@ -16,3 +16,18 @@ mod softmax;
 
 #[path = "gpu/loss.rs"]
 mod loss;
+
+#[path = "gpu/dropout.rs"]
+mod dropout;
+
+#[path = "gpu/layout.rs"]
+mod layout;
+
+#[path = "gpu/optim.rs"]
+mod optim;
+
+#[path = "gpu/pool.rs"]
+mod pool;
+
+#[path = "gpu/reduce.rs"]
+mod reduce;

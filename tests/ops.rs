@@ -14,3 +14,18 @@ mod softmax;
 
 #[path = "ops/loss.rs"]
 mod loss;
+
+#[path = "ops/dropout.rs"]
+mod dropout;
+
+#[path = "ops/layout.rs"]
+mod layout;
+
+#[path = "ops/optim.rs"]
+mod optim;
+
+#[path = "ops/pool.rs"]
+mod pool;
+
+#[path = "ops/reduce.rs"]
+mod reduce;

@@ -1,1 +1,202 @@
-//! layout (to be written).
+//! Data movement: permute, cat, narrow (a copy), nearest 2x upsampling, embedding lookup, row
+//! gather, and the NCHW <-> token transposes of the U-Net's transformer blocks. No arithmetic,
+//! so every dtype is moved as is, on both backends (upsampling takes float dtypes only).
+//! Index operands (ids, row indices) are checked against their range on the host.
+
+use super::{check_same_device, check_same_dtype};
+use crate::cuda;
+use crate::tensor::{DType, Device, Shape, Tensor};
+use crate::{ensure_op, Error, Result};
+
+/// The most dims permute takes (the CUDA kernels' by-value shape structs hold 6).
+pub const MAX_PERMUTE_RANK: usize = cuda::launch::MAX_DIMS;
+
+/// If permuting `dims` by `perm` only swaps two adjacent blocks of dims after an untouched
+/// prefix (perm = [0..b, j..r, b..j]), the permute is a batched 2D transpose of x seen as
+/// [batch, rows, cols] = [prod dims[..b], prod dims[b..j], prod dims[j..]]: returns those.
+pub fn batched_transpose(dims: &[usize], perm: &[usize]) -> Option<(usize, usize, usize)> {
+    let r = perm.len();
+    let b = perm.iter().enumerate().take_while(|&(i, &p)| i == p).count();
+    if b + 2 > r {
+        return None;
+    }
+    let j = perm[b];
+    let rotated = (j..r).chain(b..j);
+    if !perm[b..].iter().copied().eq(rotated) {
+        return None;
+    }
+    Some((dims[..b].iter().product(), dims[b..j].iter().product(), dims[j..].iter().product()))
+}
+
+/// x: [d0, .., d(r-1)] (r <= 6) -> [d(perm[0]), .., d(perm[r-1])], a copy: out[i0, .., i(r-1)]
+/// = x at index i(q) along dim perm[q].
+pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+    let r = x.rank();
+    ensure_op!(r <= MAX_PERMUTE_RANK, "permute", "x {} has rank {r}; permute takes rank <= {MAX_PERMUTE_RANK}", x.shape());
+    let mut seen = vec![false; r];
+    let is_perm = perm.len() == r && perm.iter().all(|&p| p < r && !std::mem::replace(&mut seen[p], true));
+    ensure_op!(is_perm, "permute", "{perm:?} is not a permutation of the {r} dims of x {}", x.shape());
+    match x.device() {
+        Device::Cpu => crate::cpu::layout::permute(x, perm),
+        Device::Cuda(d) => cuda::layout::permute(&d, x, perm),
+    }
+}
+
+/// How cat lays its inputs out: each input seen as [outer, sizes[i] * inner] rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatPlan {
+    pub outer: usize,
+    pub inner: usize,
+    /// Each input's size along the cat dim.
+    pub sizes: Vec<usize>,
+    pub out: Shape,
+}
+
+/// xs[i]: [.., Di, ..] (same rank, dtype, device and other dims) -> [.., sum Di, ..] along
+/// `dim` (negative counts from the end).
+pub fn cat(xs: &[&Tensor], dim: isize) -> Result<Tensor> {
+    let first = *xs.first().ok_or_else(|| Error::op("cat", "no tensors to concatenate"))?;
+    check_same_device("cat", xs)?;
+    check_same_dtype("cat", xs)?;
+    let d = first.shape().resolve_dim(dim).map_err(|_| Error::op("cat", format!("dim {dim} is out of range for {}", first.shape())))?;
+    for x in &xs[1..] {
+        let same = x.rank() == first.rank() && x.dims().iter().zip(first.dims()).enumerate().all(|(i, (a, b))| i == d || a == b);
+        ensure_op!(same, "cat", "{} and {} differ in a dim other than the cat dim {d}", first.shape(), x.shape());
+    }
+    let sizes: Vec<usize> = xs.iter().map(|x| x.dims()[d]).collect();
+    let mut out = first.dims().to_vec();
+    out[d] = sizes.iter().sum();
+    let plan = CatPlan {
+        outer: first.dims()[..d].iter().product(),
+        inner: first.dims()[d + 1..].iter().product(),
+        sizes,
+        out: Shape::new(out),
+    };
+    match first.device() {
+        Device::Cpu => crate::cpu::layout::cat(xs, &plan),
+        Device::Cuda(dev) => cuda::layout::cat(&dev, xs, &plan),
+    }
+}
+
+/// narrow's view of x: [outer, size, inner], keeping elements start..start + len of the middle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NarrowPlan {
+    pub outer: usize,
+    pub size: usize,
+    pub inner: usize,
+    pub start: usize,
+    pub len: usize,
+    pub out: Shape,
+}
+
+/// x: [.., D, ..] -> [.., len, ..]: elements start..start + len along `dim`, copied.
+pub fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result<Tensor> {
+    let d = x.shape().resolve_dim(dim).map_err(|_| Error::op("narrow", format!("dim {dim} is out of range for x {}", x.shape())))?;
+    let size = x.dims()[d];
+    ensure_op!(start + len <= size, "narrow", "range {start}..{} is out of bounds for dim {d} (size {size}) of x {}", start + len, x.shape());
+    let mut out = x.dims().to_vec();
+    out[d] = len;
+    let plan = NarrowPlan {
+        outer: x.dims()[..d].iter().product(),
+        size,
+        inner: x.dims()[d + 1..].iter().product(),
+        start,
+        len,
+        out: Shape::new(out),
+    };
+    match x.device() {
+        Device::Cpu => crate::cpu::layout::narrow(x, &plan),
+        Device::Cuda(dev) => cuda::layout::narrow(&dev, x, &plan),
+    }
+}
+
+/// x: [N, C, H, W] (float) -> [N, C, 2H, 2W], nearest neighbour: out[.., y, x] = in[.., y/2, x/2]
+/// (torch's `interpolate(scale_factor=2, mode="nearest")`).
+pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4("upsample_nearest2x")?;
+    ensure_op!(x.dtype().is_float(), "upsample_nearest2x", "expected a float tensor, got {} of shape {}", x.dtype(), x.shape());
+    match x.device() {
+        Device::Cpu => crate::cpu::layout::upsample_nearest2x(x, (n, c, h, w)),
+        Device::Cuda(d) => cuda::layout::upsample_nearest2x(&d, x, (n, c, h, w)),
+    }
+}
+
+/// The i64 host copy of an index tensor, each value checked to lie in 0..limit.
+fn host_indices(op: &'static str, what: &str, idx: &Tensor, limit: usize, of: &Shape) -> Result<Vec<i64>> {
+    let host = idx.to_dtype(DType::I64)?.to_vec::<i64>()?;
+    if let Some((pos, &bad)) = host.iter().enumerate().find(|(_, &v)| v < 0 || v as u64 >= limit as u64) {
+        return Err(Error::op(op, format!("{what} {bad} at position {pos} of {} is out of range 0..{limit} for {of}", idx.shape())));
+    }
+    Ok(host)
+}
+
+/// ids: i64 or i32 [..], table: [V, D] -> [.., D]: row ids[..] of the table. An id outside
+/// 0..V is an error naming it and V.
+pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
+    check_same_device("embedding", &[ids, table])?;
+    ensure_op!(matches!(ids.dtype(), DType::I64 | DType::I32), "embedding", "ids {} must be i64 or i32, got {}", ids.shape(), ids.dtype());
+    let (v, d) = table.dims2("embedding")?;
+    let host = host_indices("embedding", "id", ids, v, table.shape())?;
+    let mut out = ids.dims().to_vec();
+    out.push(d);
+    match table.device() {
+        Device::Cpu => crate::cpu::layout::gather_rows(table, &host, out),
+        Device::Cuda(dev) => cuda::layout::gather_rows(&dev, table, &ids.to_dtype(DType::I64)?, out),
+    }
+}
+
+/// x: [R, ..], idx: i64 [n] -> [n, ..]: out[t] = x[idx[t]]. An index outside 0..R is an error.
+pub fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    check_same_device("gather_rows", &[x, idx])?;
+    ensure_op!(idx.dtype() == DType::I64, "gather_rows", "idx {} must be i64, got {}", idx.shape(), idx.dtype());
+    let n = idx.dims1("gather_rows")?;
+    let r = *x.dims().first().ok_or_else(|| Error::op("gather_rows", "x is rank-0; expected [R, ..]"))?;
+    let host = host_indices("gather_rows", "index", idx, r, x.shape())?;
+    let mut out = x.dims().to_vec();
+    out[0] = n;
+    match x.device() {
+        Device::Cpu => crate::cpu::layout::gather_rows(x, &host, out),
+        Device::Cuda(dev) => cuda::layout::gather_rows(&dev, x, idx, out),
+    }
+}
+
+/// x: [N, C, H, W] -> [N, H*W, C] (out[n, y*W + x, c] = in[n, c, y, x]).
+pub fn nchw_to_tokens(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4("nchw_to_tokens")?;
+    transpose_last2(&x.reshape([n, c, h * w])?)
+}
+
+/// x: [N, H*W, C] -> [N, C, H, W], the inverse of `nchw_to_tokens`.
+pub fn tokens_to_nchw(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let (n, l, c) = x.dims3("tokens_to_nchw")?;
+    ensure_op!(l == h * w, "tokens_to_nchw", "x {} has {l} tokens, expected h*w = {h}*{w} = {}", x.shape(), h * w);
+    transpose_last2(x)?.reshape([n, c, h, w])
+}
+
+/// x: [B, R, C] -> [B, C, R].
+fn transpose_last2(x: &Tensor) -> Result<Tensor> {
+    match x.device() {
+        Device::Cpu => crate::cpu::layout::permute(x, &[0, 2, 1]),
+        Device::Cuda(d) => {
+            let (b, r, c) = x.dims3("transpose")?;
+            cuda::layout::transpose(&d, x, b, r, c)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_transpose_recognises_block_swaps() {
+        let d = [2, 3, 4, 5];
+        assert_eq!(batched_transpose(&d, &[0, 2, 3, 1]), Some((2, 3, 20)));
+        assert_eq!(batched_transpose(&d, &[0, 3, 1, 2]), Some((2, 12, 5)));
+        assert_eq!(batched_transpose(&d, &[1, 2, 3, 0]), Some((1, 2, 60)));
+        assert_eq!(batched_transpose(&d, &[0, 1, 3, 2]), Some((6, 4, 5)));
+        assert_eq!(batched_transpose(&d, &[0, 2, 1, 3]), None);
+        assert_eq!(batched_transpose(&d, &[0, 1, 2, 3]), None);
+        assert_eq!(batched_transpose(&d, &[3, 2, 1, 0]), None);
+    }
+}
