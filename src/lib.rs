@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod cuda;
 mod error;
 pub mod io;
+pub mod models;
 pub mod ops;
 pub mod rng;
 pub mod tensor;

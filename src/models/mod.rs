@@ -1,0 +1,3 @@
+//! The models, built from `ops`: the CLIP text encoder's tokenizer.
+
+pub mod clip;
