@@ -1,3 +1,4 @@
-//! The models, built from `ops`: the CLIP text encoder's tokenizer.
+//! The models, built from `ops`: the CLIP text encoder's tokenizer, the DDIM scheduler.
 
 pub mod clip;
+pub mod ddim;
