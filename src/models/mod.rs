@@ -1,5 +1,8 @@
 //! Model forward passes built from `ops`, loaded from diffusers/transformers folders: weights
-//! (strict loading by key), taps (values read or replaced in flight).
+//! (strict loading by key), taps (values read or replaced in flight), the CLIP text encoder and
+//! its tokenizer, the DDIM scheduler.
 
+pub mod clip;
+pub mod ddim;
 pub mod taps;
 pub mod weights;
