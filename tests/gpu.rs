@@ -7,3 +7,6 @@ mod common;
 
 #[path = "gpu/elementwise.rs"]
 mod elementwise;
+
+#[path = "gpu/attention.rs"]
+mod attention;

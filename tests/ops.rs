@@ -5,3 +5,6 @@ mod common;
 
 #[path = "ops/elementwise.rs"]
 mod elementwise;
+
+#[path = "ops/attention.rs"]
+mod attention;
