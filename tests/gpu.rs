@@ -31,3 +31,6 @@ mod pool;
 
 #[path = "gpu/reduce.rs"]
 mod reduce;
+
+#[path = "gpu/attention.rs"]
+mod attention;

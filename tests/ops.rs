@@ -29,3 +29,6 @@ mod pool;
 
 #[path = "ops/reduce.rs"]
 mod reduce;
+
+#[path = "ops/attention.rs"]
+mod attention;

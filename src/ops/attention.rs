@@ -1,1 +1,89 @@
-//! attention (to be written).
+//! Multi-head scaled dot-product attention, flash-style on both backends (online softmax over
+//! key chunks; the [Nq, Nk] score matrix never exists in memory).
+//!
+//! Layout legend: B = batch, Nq = query tokens, Nk = key/value tokens, H = heads, D = head dim.
+//! Tensors are token-major, [B, N, H, D]: what a linear projection [B, N, H*D] is, reshaped for
+//! free, and what the output projection takes back after a free reshape to [B, Nq, H*D]. Row
+//! stride H*D elements; head h's vector starts at h*D. No permutes anywhere.
+//!
+//! Used by the SD U-Net (self-attention up to 9216 tokens, cross-attention over 77 text tokens,
+//! D = 40/64/80/160), the VAE mid-block (one head, D = 512), the CLIP text encoder (causal,
+//! 77 tokens, D = 64) and DiT (D = 72).
+
+use super::{check_float, check_same_device, check_same_dtype};
+use crate::tensor::{Device, Tensor};
+use crate::{ensure_op, Error, Result};
+
+const OP: &str = "attention";
+
+/// The largest head dim the kernels take (the VAE's single head).
+pub const MAX_HEAD_DIM: usize = 512;
+
+/// Sizes of one attention call, checked by `attention`; the backends trust them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionParams {
+    pub batch: usize,
+    /// Query tokens.
+    pub nq: usize,
+    /// Key/value tokens (>= 1).
+    pub nk: usize,
+    pub heads: usize,
+    /// Head dim: a multiple of 8, at most `MAX_HEAD_DIM`.
+    pub head_dim: usize,
+    /// Multiplies q . k before the softmax (usually 1/sqrt(D)); finite.
+    pub scale: f32,
+    /// Key j visible to query i only if j <= i (then nq == nk).
+    pub causal: bool,
+}
+
+impl AttentionParams {
+    /// Elements between consecutive tokens of one tensor: H * D.
+    pub fn row_stride(&self) -> usize {
+        self.heads * self.head_dim
+    }
+}
+
+fn dims4_of(name: &str, t: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    match t.dims() {
+        &[b, n, h, d] => Ok((b, n, h, d)),
+        _ => Err(Error::op(OP, format!("{name} must be [B, N, H, D], got shape {}", t.shape()))),
+    }
+}
+
+/// q: [B, Nq, H, D], k: [B, Nk, H, D], v: [B, Nk, H, D] -> [B, Nq, H, D]
+///
+/// out[b, i, h] = sum_j softmax_j(scale * q[b,i,h] . k[b,j,h]) v[b,j,h]; with `causal`, key j
+/// is visible to query i only if j <= i (requires Nq == Nk). D must be a multiple of 8 and at
+/// most 512; Nk >= 1. All three of one float dtype on one device (f32 on the CPU).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, causal: bool) -> Result<Tensor> {
+    check_float(OP, q)?;
+    check_same_device(OP, &[q, k, v])?;
+    check_same_dtype(OP, &[q, k, v])?;
+    let (b, nq, h, d) = dims4_of("q", q)?;
+    let (bk, nk, hk, dk) = dims4_of("k", k)?;
+    dims4_of("v", v)?;
+    ensure_op!(k.shape() == v.shape(), OP, "k {} and v {} must have the same shape", k.shape(), v.shape());
+    ensure_op!(bk == b, OP, "q {} and k {} differ in batch size ({b} vs {bk})", q.shape(), k.shape());
+    ensure_op!(hk == h, OP, "q {} and k {} differ in head count ({h} vs {hk})", q.shape(), k.shape());
+    ensure_op!(dk == d, OP, "q {} and k {} differ in head dim ({d} vs {dk})", q.shape(), k.shape());
+    ensure_op!(
+        d > 0 && d % 8 == 0 && d <= MAX_HEAD_DIM,
+        OP,
+        "head dim D = {d} (q {}) is not supported: D must be a multiple of 8 between 8 and {MAX_HEAD_DIM}",
+        q.shape()
+    );
+    ensure_op!(nk > 0, OP, "k {} has no tokens to attend to", k.shape());
+    ensure_op!(
+        !causal || nq == nk,
+        OP,
+        "causal attention needs as many queries as keys: q {} has {nq}, k {} has {nk}",
+        q.shape(),
+        k.shape()
+    );
+    ensure_op!(scale.is_finite(), OP, "scale must be finite, got {scale}");
+    let p = AttentionParams { batch: b, nq, nk, heads: h, head_dim: d, scale, causal };
+    match q.device() {
+        Device::Cpu => crate::cpu::attention::attention(q, k, v, &p),
+        Device::Cuda(dev) => crate::cuda::attention::attention(&dev, q, k, v, &p),
+    }
+}
