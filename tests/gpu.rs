@@ -7,3 +7,7 @@ mod common;
 
 #[path = "gpu/elementwise.rs"]
 mod elementwise;
+#[path = "gpu/gemm.rs"]
+mod gemm;
+#[path = "gpu/conv.rs"]
+mod conv;

@@ -5,3 +5,7 @@ mod common;
 
 #[path = "ops/elementwise.rs"]
 mod elementwise;
+#[path = "ops/gemm.rs"]
+mod gemm;
+#[path = "ops/conv.rs"]
+mod conv;
