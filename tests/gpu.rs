@@ -34,3 +34,8 @@ mod reduce;
 
 #[path = "gpu/attention.rs"]
 mod attention;
+
+#[path = "gpu/gemm.rs"]
+mod gemm;
+#[path = "gpu/conv.rs"]
+mod conv;
