@@ -9,6 +9,7 @@
 pub mod cpu;
 pub mod cuda;
 mod error;
+pub mod features;
 pub mod io;
 pub mod models;
 pub mod ops;
