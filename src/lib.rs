@@ -13,6 +13,7 @@ pub mod features;
 pub mod io;
 pub mod models;
 pub mod ops;
+pub mod progress;
 pub mod rng;
 pub mod tensor;
 
