@@ -39,3 +39,6 @@ mod attention;
 mod gemm;
 #[path = "gpu/conv.rs"]
 mod conv;
+
+#[path = "gpu/clip.rs"]
+mod clip;
