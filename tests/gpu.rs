@@ -39,3 +39,9 @@ mod attention;
 mod gemm;
 #[path = "gpu/conv.rs"]
 mod conv;
+
+#[path = "gpu/unet.rs"]
+mod unet;
+
+#[path = "gpu/vae.rs"]
+mod vae;
