@@ -42,3 +42,9 @@ mod conv;
 
 #[path = "gpu/clip.rs"]
 mod clip;
+
+#[path = "gpu/unet.rs"]
+mod unet;
+
+#[path = "gpu/vae.rs"]
+mod vae;
