@@ -34,3 +34,6 @@ mod reduce;
 
 #[path = "gpu/attention.rs"]
 mod attention;
+
+#[path = "gpu/dit.rs"]
+mod dit;

@@ -4,5 +4,6 @@
 
 pub mod clip;
 pub mod ddim;
+pub mod dit;
 pub mod taps;
 pub mod weights;
