@@ -9,10 +9,7 @@ use revelio::ops::norm::group_norm;
 use revelio::Tensor;
 
 fn main() {
-    let args = parse_args();
-    let shapes = shapes();
-    let batch = shapes[if args.device.is_cpu() { "cpu_batch" } else { "gpu_batch" }].as_u64().unwrap() as usize;
-    let ceil = measure_ceilings(&args.device, args.dtype);
+    let (args, shapes, batch, ceil) = setup();
     let mut rows = Vec::new();
     for s in shapes["group_norm"].as_array().unwrap() {
         let g = |k: &str| s[k].as_u64().unwrap() as usize;

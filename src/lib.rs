@@ -9,9 +9,11 @@
 pub mod cpu;
 pub mod cuda;
 mod error;
+pub mod features;
 pub mod io;
 pub mod models;
 pub mod ops;
+pub mod progress;
 pub mod rng;
 pub mod tensor;
 

@@ -3,6 +3,9 @@
 
 use clap::{Parser, Subcommand};
 use revelio::cuda::{self, compile, nvrtc, Probe};
+use revelio::models::clip::{ClipTokenizer, Flavor};
+use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -23,6 +26,23 @@ enum Command {
         /// Comma-separated architectures (default: sm_80,sm_90).
         #[arg(long, value_delimiter = ',', default_value = "sm_80,sm_90")]
         arch: Vec<String>,
+    },
+    /// Tokenize prompts with a CLIP BPE tokenizer: one prompt per line on stdin, one JSON array
+    /// of ids per line on stdout (start and end tokens, truncated and padded to --max-length).
+    Tokenize {
+        /// The tokenizer folder (vocab.json, merges.txt, tokenizer_config.json), e.g. a
+        /// pipeline's `tokenizer/`.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long, default_value_t = 77)]
+        max_length: usize,
+        /// Which Hugging Face tokenizer to reproduce: `slow` (transformers 4.x CLIPTokenizer,
+        /// what Revelio's reference used) or `fast` (transformers 5.x / CLIPTokenizerFast).
+        #[arg(long, default_value = "slow")]
+        flavor: String,
+        /// Print the ids without start/end tokens, truncation or padding.
+        #[arg(long)]
+        no_pad: bool,
     },
 }
 
@@ -106,10 +126,37 @@ fn kernels(archs: &[String]) -> ExitCode {
     }
 }
 
+fn tokenize(dir: &std::path::Path, max_length: usize, flavor: &str, no_pad: bool) -> revelio::Result<()> {
+    let flavor = match flavor {
+        "slow" => Flavor::Slow,
+        "fast" => Flavor::Fast,
+        other => return Err(revelio::Error::Config(format!("--flavor {other}: expected slow or fast"))),
+    };
+    let tok = ClipTokenizer::from_dir_with_flavor(dir, flavor)?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| revelio::Error::Msg(format!("reading stdin: {e}")))?;
+        let ids: Vec<i64> =
+            if no_pad { tok.encode(&line).into_iter().map(i64::from).collect() } else { tok.encode_padded(&line, max_length)? };
+        println!("{}", serde_json::to_string(&ids).expect("ids serialize"));
+    }
+    Ok(())
+}
+
+/// Prints an error with its chain of context and returns the failure exit code.
+fn fail(e: revelio::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Info => info(),
-        Command::Kernels { arch } => kernels(&arch),
+    let result = match cli.command {
+        Command::Info => return info(),
+        Command::Kernels { arch } => return kernels(&arch),
+        Command::Tokenize { tokenizer, max_length, flavor, no_pad } => tokenize(&tokenizer, max_length, &flavor, no_pad),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
     }
 }

@@ -35,5 +35,13 @@ mod reduce;
 #[path = "gpu/attention.rs"]
 mod attention;
 
+#[path = "gpu/gemm.rs"]
+mod gemm;
+#[path = "gpu/conv.rs"]
+mod conv;
+
+#[path = "gpu/clip.rs"]
+mod clip;
+
 #[path = "gpu/dit.rs"]
 mod dit;

@@ -32,3 +32,8 @@ mod reduce;
 
 #[path = "ops/attention.rs"]
 mod attention;
+
+#[path = "ops/gemm.rs"]
+mod gemm;
+#[path = "ops/conv.rs"]
+mod conv;

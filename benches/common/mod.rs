@@ -47,6 +47,16 @@ pub fn parse_args() -> Args {
     Args { device, dtype, json: json_path, torch, iters, command }
 }
 
+/// Arguments, the shape list, the batch for this device and the measured ceilings: what every
+/// bench starts with.
+pub fn setup() -> (Args, Value, usize, Ceilings) {
+    let args = parse_args();
+    let shapes = shapes();
+    let batch = shapes[if args.device.is_cpu() { "cpu_batch" } else { "gpu_batch" }].as_u64().expect("batch") as usize;
+    let ceil = measure_ceilings(&args.device, args.dtype);
+    (args, shapes, batch, ceil)
+}
+
 /// The shared shape list (benches/shapes.json).
 pub fn shapes() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/shapes.json");

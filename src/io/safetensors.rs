@@ -162,6 +162,36 @@ impl SafeTensorsFile {
         Tensor::from_storage(Storage::Cpu(storage), shape, dtype).to_device(device)
     }
 
+    /// Rows `start..start + count` of the outer dim of `key`, converted to `dtype` (only the
+    /// bytes of those rows are read from the map). The stored dtype must be one revelio holds.
+    pub fn load_rows(&self, key: &str, start: usize, count: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        let info = self.info(key)?;
+        let stored = to_dtype(info.dtype).ok_or_else(|| {
+            Error::format(&self.path, format!("tensor `{key}` has dtype {:?}, which revelio cannot load", info.dtype))
+        })?;
+        let outer = *info.shape.first().ok_or_else(|| Error::format(&self.path, format!("tensor `{key}` is a scalar")))?;
+        if start + count > outer {
+            return Err(Error::format(
+                &self.path,
+                format!("rows {start}..{} of tensor `{key}` are out of range (it has {outer})", start + count),
+            ));
+        }
+        if stored.is_float() != dtype.is_float() {
+            return Err(Error::format(&self.path, format!("tensor `{key}` is {stored}, cannot load it as {dtype}")));
+        }
+        let row_elems: usize = info.shape[1..].iter().product();
+        let row_bytes = row_elems * stored.size_in_bytes();
+        let begin = self.data_start + info.data_offsets.0 + start * row_bytes;
+        let bytes = self
+            .mmap
+            .get(begin..begin + count * row_bytes)
+            .ok_or_else(|| Error::format(&self.path, format!("tensor `{key}` lies outside the file")))?;
+        let s = CpuStorage::from_bytes(stored, bytes)?;
+        let mut dims = info.shape.clone();
+        dims[0] = count;
+        Tensor::from_storage(Storage::Cpu(s.window_to_dtype(0, count * row_elems, dtype)), dims, dtype).to_device(device)
+    }
+
     /// Loads `key` and checks its shape is `expected`.
     pub fn load_shaped(&self, key: &str, expected: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
         let (shape, _) = self.shape_of(key)?;

@@ -19,7 +19,24 @@ pub mod pool;
 pub mod reduce;
 pub mod softmax;
 
-pub use elementwise::{add, affine, binary, div, gelu, gelu_tanh, geglu, mul, quick_gelu, relu, scale, silu, sub, unary, unary_backward, BinaryOp, Unary};
+pub use attention::attention;
+pub use conv::{conv2d, conv2d_backward, Conv2dGrads, Conv2dParams};
+pub use dropout::{dropout, dropout_backward, DropoutKind};
+pub use elementwise::{
+    add, affine, binary, div, geglu, gelu, gelu_tanh, mul, quick_gelu, relu, scale, silu, sub, unary, unary_backward,
+    BinaryOp, Unary,
+};
+pub use gemm::{linear, linear_backward, matmul, matmul_t, LinearGrads};
+pub use layout::{cat, embedding, gather_rows, narrow, nchw_to_tokens, permute, tokens_to_nchw, upsample_nearest2x};
+pub use loss::{cross_entropy, cross_entropy_backward};
+pub use norm::{
+    batch_norm_backward, batch_norm_eval, batch_norm_train, group_norm, layer_norm, BatchNormCache, BatchNormGrads,
+    BatchNormState,
+};
+pub use optim::{adam_step, AdamConfig, AdamState};
+pub use pool::{adaptive_avg_pool2d, adaptive_avg_pool2d_backward, global_avg_pool};
+pub use reduce::{argmax, max, mean, sum, sum_all, topk};
+pub use softmax::softmax;
 
 use crate::tensor::{DType, Tensor};
 use crate::{Error, Result};

@@ -7,7 +7,7 @@
 //! L130-170), `transformers/dit_transformer_2d.py` (output, L207-221).
 
 use super::embeddings::CombinedTimestepLabelEmbeddings;
-use super::keys::Scope;
+use crate::models::weights::Scope;
 use super::linear::Linear;
 use crate::ops;
 use crate::tensor::Tensor;

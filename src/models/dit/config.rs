@@ -165,19 +165,19 @@ impl DiTConfig {
             return Err("out_channels is 0: must be at least 1 (or null for in_channels)".into());
         }
         let d = self.attention_head_dim;
-        if d % 8 != 0 || d > crate::ops::attention::MAX_HEAD_DIM {
+        if !d.is_multiple_of(8) || d > crate::ops::attention::MAX_HEAD_DIM {
             return Err(format!(
                 "attention_head_dim {d} is not supported: the attention kernels take head dims that are multiples of 8, at most {}",
                 crate::ops::attention::MAX_HEAD_DIM
             ));
         }
-        if self.inner_dim() % 4 != 0 {
+        if !self.inner_dim().is_multiple_of(4) {
             return Err(format!(
                 "num_attention_heads * attention_head_dim = {} must be a multiple of 4 (the 2D sin-cos position embedding)",
                 self.inner_dim()
             ));
         }
-        if self.sample_size % self.patch_size != 0 {
+        if !self.sample_size.is_multiple_of(self.patch_size) {
             return Err(format!("sample_size {} is not a multiple of patch_size {}", self.sample_size, self.patch_size));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
@@ -222,7 +222,7 @@ impl DiTConfig {
         if ![2, 4, 8].contains(&patch) {
             return Err(bad());
         }
-        if image_size == 0 || image_size % (8 * patch) != 0 {
+        if image_size == 0 || !image_size.is_multiple_of(8 * patch) {
             return Err(Error::Config(format!(
                 "image size {image_size} for DiT {model}: must be a multiple of 8 * patch = {}",
                 8 * patch

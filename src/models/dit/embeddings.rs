@@ -7,7 +7,7 @@
 //! Upstream lines: diffusers v0.42.1, `src/diffusers/models/embeddings.py`
 //! (https://github.com/huggingface/diffusers/blob/v0.42.1/src/diffusers/models/embeddings.py).
 
-use super::keys::Scope;
+use crate::models::weights::Scope;
 use super::linear::Linear;
 use crate::ops;
 use crate::tensor::{DType, Device, Tensor};

@@ -1,6 +1,6 @@
 //! `nn.Linear` as DiT loads it: weight [out, in] (PyTorch layout), optional bias [out].
 
-use super::keys::Scope;
+use crate::models::weights::Scope;
 use crate::ops;
 use crate::tensor::Tensor;
 use crate::Result;

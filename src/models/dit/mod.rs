@@ -26,7 +26,7 @@ mod linear;
 pub use block::{unpatchify, ADA_NORM_EPS};
 pub use config::DiTConfig;
 pub use embeddings::{sincos_pos_embed, timestep_frequencies, TIMESTEP_CHANNELS};
-pub use keys::{original_key, Layout, Part};
+pub use keys::diffusers_keys;
 
 use crate::models::taps::{split_delta, TapRequest, Taps};
 use crate::models::weights::Weights;
@@ -35,10 +35,19 @@ use crate::tensor::{DType, Device, Tensor};
 use crate::{Context, Error, Result};
 use block::{BasicTransformerBlock, FinalLayer};
 use embeddings::PatchEmbed;
-use keys::{Source, ORIGINAL_POS_EMBED};
+use keys::ORIGINAL_POS_EMBED;
 use std::path::Path;
 
 const OP: &str = "dit";
+
+/// The key names of a DiT weight file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// diffusers' `DiTTransformer2DModel` names (`transformer_blocks.N.attn1.to_q.weight`).
+    Diffusers,
+    /// facebookresearch/DiT's names (`blocks.N.attn.qkv.weight`), mapped by `diffusers_keys`.
+    Original,
+}
 
 pub struct DiT {
     config: DiTConfig,
@@ -54,6 +63,17 @@ pub struct DiT {
 fn is_diffusers_weight_file(name: &str) -> bool {
     ["diffusion_pytorch_model.", "model."].iter().any(|s| name.starts_with(s))
         && (name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json"))
+}
+
+/// Recognises the key layout by the patch embedding's key.
+fn layout_of(weights: &Weights, source: &Path) -> Result<Layout> {
+    if weights.contains("x_embedder.proj.weight") {
+        Ok(Layout::Original)
+    } else if weights.contains("pos_embed.proj.weight") {
+        Ok(Layout::Diffusers)
+    } else {
+        Err(Error::format(source, "not a DiT: neither `pos_embed.proj.weight` (diffusers) nor `x_embedder.proj.weight` (original DiT) is present"))
+    }
 }
 
 impl DiT {
@@ -77,7 +97,14 @@ impl DiT {
         let config = if config_path.is_file() { Some(DiTConfig::from_file(&config_path)?) } else { None };
         if names.iter().any(|n| is_diffusers_weight_file(n)) {
             let weights = Weights::from_dir(&dir, None, dtype, device)?;
-            return DiT::from_weights(weights, config, &dir);
+            if layout_of(&weights, &dir)? == Layout::Original {
+                return Err(Error::format(
+                    &dir,
+                    "original DiT key names in a diffusers-named weight file: keep the checkpoint's own file name \
+                     (e.g. DiT-XL-2-256x256.safetensors) so that its names are mapped",
+                ));
+            }
+            return DiT::from_weights(weights, Layout::Diffusers, config, &dir);
         }
         let files: Vec<&String> = names.iter().filter(|n| n.ends_with(".safetensors")).collect();
         match files.as_slice() {
@@ -97,47 +124,40 @@ impl DiT {
     /// Loads one safetensors file in either key layout. `config`: the model config (e.g.
     /// `DiTConfig::preset("XL/2", 256)?`); None infers it from an original checkpoint's shapes.
     pub fn load_file(path: &Path, config: Option<DiTConfig>, dtype: DType, device: &Device) -> Result<Self> {
-        let weights = Weights::from_files(path, &[path.to_path_buf()], |k| Some(k.to_string()), dtype, device)?;
-        DiT::from_weights(weights, config, path)
+        let files = [path.to_path_buf()];
+        let raw = Weights::from_files(path, &files, |k| Some(k.to_string()), dtype, device)?;
+        match layout_of(&raw, path)? {
+            Layout::Diffusers => DiT::from_weights(raw, Layout::Diffusers, config, path),
+            Layout::Original => {
+                let config = match config {
+                    Some(c) => c,
+                    None => DiTConfig::infer_original(|k| raw.shape_of(k).map(|s| s.dims().to_vec())).map_err(|msg| Error::format(path, msg))?,
+                };
+                let layers = config.num_layers;
+                let mapped = Weights::from_files_mapped(path, &files, |k, _| Ok(diffusers_keys(k, layers)), dtype, device)?;
+                DiT::from_weights(mapped, Layout::Original, Some(config), path)
+            }
+        }
     }
 
-    /// Builds the model from opened weights; the key layout is recognised by its patch
-    /// embedding key.
-    fn from_weights(weights: Weights, config: Option<DiTConfig>, source: &Path) -> Result<Self> {
-        let layout = if weights.contains("x_embedder.proj.weight") {
-            Layout::Original
-        } else if weights.contains("pos_embed.proj.weight") {
-            Layout::Diffusers
-        } else {
-            return Err(Error::format(
-                source,
-                "not a DiT: neither `pos_embed.proj.weight` (diffusers) nor `x_embedder.proj.weight` (original DiT) is present",
-            ));
-        };
-        let config = match (config, layout) {
-            (Some(c), _) => c,
-            (None, Layout::Original) => {
-                let shape_of = |k: &str| weights.shape_of(k).map(|s| s.dims().to_vec());
-                DiTConfig::infer_original(shape_of).map_err(|msg| Error::format(source, msg))?
-            }
-            (None, Layout::Diffusers) => return Err(Error::format(source, "no config.json beside the diffusers-named DiT weights")),
-        };
+    /// Builds the model from weights under diffusers' names (mapped, for the original layout).
+    fn from_weights(weights: Weights, layout: Layout, config: Option<DiTConfig>, source: &Path) -> Result<Self> {
+        let config = config.ok_or_else(|| Error::format(source, "no config.json beside the diffusers-named DiT weights"))?;
         config.validate().map_err(|msg| Error::format(source, msg))?;
         let (dtype, device) = (weights.dtype(), weights.device().clone());
         if device.is_cpu() && dtype != DType::F32 {
             return Err(Error::Config(format!("DiT on the CPU runs in f32 (the CPU backend computes in f32); asked for {dtype}")));
         }
-        let src = Source::new(weights, layout);
-        let model = DiT::build(&src, config, dtype, &device).context(format!("loading DiT from {}", source.display()))?;
-        if layout == Layout::Original && src.weights().contains(ORIGINAL_POS_EMBED) {
-            model.check_original_pos_embed(&src, source)?;
+        let model = DiT::build(&weights, layout, config, dtype, &device).context(format!("loading DiT from {}", source.display()))?;
+        if layout == Layout::Original && weights.contains(ORIGINAL_POS_EMBED) {
+            model.check_original_pos_embed(&weights, source)?;
         }
-        src.finish()?;
+        weights.finish(|k| layout == Layout::Original && k == ORIGINAL_POS_EMBED)?;
         Ok(model)
     }
 
-    fn build(src: &Source, config: DiTConfig, dtype: DType, device: &Device) -> Result<Self> {
-        let root = src.root();
+    fn build(weights: &Weights, layout: Layout, config: DiTConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let root = weights.root();
         let (d, p) = (config.inner_dim(), config.patch_size);
         let pos_embed = PatchEmbed::load(&root.pp("pos_embed"), config.in_channels, d, p, config.sample_size, dtype, device)?;
         let transformer_blocks = (0..config.num_layers)
@@ -154,14 +174,14 @@ impl DiT {
             })
             .collect::<Result<Vec<_>>>()?;
         let final_layer = FinalLayer::load(&root, d, p, config.out_channels())?;
-        Ok(DiT { layout: src.layout(), config, dtype, device: device.clone(), pos_embed, transformer_blocks, final_layer })
+        Ok(DiT { layout, config, dtype, device: device.clone(), pos_embed, transformer_blocks, final_layer })
     }
 
     /// The original checkpoint's fixed `pos_embed` buffer [1, T, D] must be the embedding we
     /// compute for the config's grid: a mismatch means a wrong sample_size or patch size.
-    fn check_original_pos_embed(&self, src: &Source, source: &Path) -> Result<()> {
+    fn check_original_pos_embed(&self, weights: &Weights, source: &Path) -> Result<()> {
         let ours = self.pos_embed.trained_pos_embed();
-        let theirs = src.weights().get_as(ORIGINAL_POS_EMBED, ours.dims(), DType::F32)?.to_f32_vec()?;
+        let theirs = weights.get_as(ORIGINAL_POS_EMBED, ours.dims(), DType::F32)?.to_f32_vec()?;
         let ours = ours.to_dtype(DType::F32)?.to_f32_vec()?;
         let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         // Both are f64 sin/cos in [-1, 1] rounded to f32, or to bf16 / f16 if the buffer was
