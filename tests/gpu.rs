@@ -48,3 +48,6 @@ mod unet;
 
 #[path = "gpu/vae.rs"]
 mod vae;
+
+#[path = "gpu/dit.rs"]
+mod dit;

@@ -5,6 +5,7 @@
 
 pub mod clip;
 pub mod ddim;
+pub mod dit;
 pub mod ldm;
 pub mod taps;
 pub mod unet;
