@@ -6,6 +6,7 @@
 pub mod clip;
 pub mod ddim;
 pub mod dit;
+pub mod layers;
 pub mod ldm;
 pub mod taps;
 pub mod unet;

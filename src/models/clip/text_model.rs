@@ -27,6 +27,7 @@
 //! norm) in `StableDiffusionPipeline.encode_prompt`; the skipped layers are not computed.
 
 use super::config::ClipTextConfig;
+use crate::models::layers::{LayerNorm, Linear};
 use crate::models::weights::{Scope, Weights};
 use crate::ops::{self, Unary};
 use crate::tensor::{DType, Device, Tensor};
@@ -37,40 +38,6 @@ const OP: &str = "clip_text_model";
 
 /// The checkpoint key of the buffer that is allowed to go unused.
 const POSITION_IDS: &str = "embeddings.position_ids";
-
-/// nn.Linear: weight [out, in], bias [out].
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn load(w: &Scope, out_f: usize, in_f: usize) -> Result<Linear> {
-        Ok(Linear { weight: w.get("weight", &[out_f, in_f])?, bias: w.get("bias", &[out_f])? })
-    }
-
-    /// x: [.., in] -> [.., out]
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::gemm::linear(x, &self.weight, Some(&self.bias))
-    }
-}
-
-/// nn.LayerNorm over D: weight, bias [D].
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    fn load(w: &Scope, d: usize, eps: f64) -> Result<LayerNorm> {
-        Ok(LayerNorm { weight: w.get("weight", &[d])?, bias: w.get("bias", &[d])?, eps: eps as f32 })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::norm::layer_norm(x, Some(&self.weight), Some(&self.bias), self.eps)
-    }
-}
 
 /// CLIPAttention: q/k/v/out projections [D, D], causal softmax(q k^T / sqrt(Dh)) v.
 struct Attention {
@@ -86,10 +53,10 @@ impl Attention {
     fn load(w: &Scope, cfg: &ClipTextConfig) -> Result<Attention> {
         let d = cfg.hidden_size;
         Ok(Attention {
-            q_proj: Linear::load(&w.pp("q_proj"), d, d)?,
-            k_proj: Linear::load(&w.pp("k_proj"), d, d)?,
-            v_proj: Linear::load(&w.pp("v_proj"), d, d)?,
-            out_proj: Linear::load(&w.pp("out_proj"), d, d)?,
+            q_proj: Linear::load(&w.pp("q_proj"), d, d, true)?,
+            k_proj: Linear::load(&w.pp("k_proj"), d, d, true)?,
+            v_proj: Linear::load(&w.pp("v_proj"), d, d, true)?,
+            out_proj: Linear::load(&w.pp("out_proj"), d, d, true)?,
             heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
         })
@@ -140,8 +107,8 @@ impl EncoderLayer {
             self_attn: Attention::load(&w.pp("self_attn"), cfg)?,
             layer_norm2: LayerNorm::load(&w.pp("layer_norm2"), d, eps)?,
             mlp: Mlp {
-                fc1: Linear::load(&w.pp("mlp").pp("fc1"), i, d)?,
-                fc2: Linear::load(&w.pp("mlp").pp("fc2"), d, i)?,
+                fc1: Linear::load(&w.pp("mlp").pp("fc1"), d, i, true)?,
+                fc2: Linear::load(&w.pp("mlp").pp("fc2"), i, d, true)?,
                 act: cfg.act()?.unary(),
             },
         })

@@ -21,7 +21,6 @@ mod block;
 mod config;
 mod embeddings;
 mod keys;
-mod linear;
 
 pub use block::{unpatchify, ADA_NORM_EPS};
 pub use config::DiTConfig;

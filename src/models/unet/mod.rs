@@ -23,7 +23,6 @@ pub mod attention;
 pub mod blocks;
 pub mod config;
 pub mod embeddings;
-pub mod layers;
 pub mod resnet;
 pub mod transformer;
 
@@ -46,7 +45,7 @@ use crate::{ops, Context, Error, Result};
 use blocks::{BlockOptions, BlockSizes, Cond, DownBlock, MidBlock, UpBlock};
 pub use config::UNet2DConditionConfig;
 use embeddings::TimestepEmbedding;
-use layers::{Conv2d, GroupNorm};
+use crate::models::layers::{Conv2d, GroupNorm};
 use resnet::TimeNorm;
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,7 @@
 //! (diffusers transposes after the conv instead; the sums are the same).
 
 use super::attention::{Attention, FeedForward};
-use super::layers::{GroupNorm, LayerNorm, Linear};
+use crate::models::layers::{GroupNorm, LayerNorm, Linear};
 use super::{step, visit};
 use crate::models::taps::Taps;
 use crate::models::weights::Scope;

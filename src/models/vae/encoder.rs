@@ -8,7 +8,7 @@
 use super::blocks::{DownEncoderBlock2D, UNetMidBlock2D, EPS};
 use super::config::AutoencoderKLConfig;
 use crate::models::taps::Taps;
-use crate::models::unet::layers::{Conv2d, GroupNorm};
+use crate::models::layers::{Conv2d, GroupNorm};
 use crate::models::unet::{step, visit};
 use crate::models::weights::Scope;
 use crate::tensor::Tensor;

@@ -16,7 +16,7 @@ pub mod decoder;
 pub mod encoder;
 
 use crate::models::taps::{split_delta, TapRequest, Taps};
-use crate::models::unet::layers::Conv2d;
+use crate::models::layers::Conv2d;
 use crate::models::unet::{check_dtype, component_dir, step, visit};
 use crate::models::weights::Weights;
 use crate::tensor::{DType, Device, Tensor};

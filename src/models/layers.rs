@@ -1,5 +1,5 @@
-//! The torch.nn layers the SD U-Net and VAE are made of, holding their weights: Conv2d, Linear,
-//! GroupNorm, LayerNorm. Each `load` takes the weight scope of the layer (`resnets.0.conv1`)
+//! The torch.nn layers the models are made of, holding their weights: Conv2d, Linear, GroupNorm,
+//! LayerNorm. Each `load` takes the weight scope of the layer (`resnets.0.conv1`)
 //! and the sizes the config implies, so a tensor of the wrong shape is an error naming its key.
 
 use crate::models::weights::Scope;
