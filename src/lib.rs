@@ -6,6 +6,7 @@
 //! - [`io`]: safetensors loading (memory-mapped) and saving, atomic writes.
 //! - [`rng`]: counter-based random numbers, identical on every device.
 
+pub mod bench;
 pub mod cpu;
 pub mod cuda;
 mod error;

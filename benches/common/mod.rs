@@ -6,11 +6,10 @@
 //! JSON from the same machine, shown beside our figures), `--iters N` (default 20 GPU / 5 CPU).
 #![allow(dead_code)]
 
-use revelio::ops;
+pub use revelio::bench::{Ceilings, Stats};
 use revelio::{DType, Device, Tensor};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::time::Instant;
 
 pub struct Args {
     pub device: Device,
@@ -63,68 +62,13 @@ pub fn shapes() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("benches/shapes.json")).expect("valid JSON")
 }
 
-/// Median, min and max of the timed runs, in milliseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Stats {
-    pub median_ms: f64,
-    pub min_ms: f64,
-    pub max_ms: f64,
-}
-
-fn stats(mut v: Vec<f64>) -> Stats {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("finite timings"));
-    Stats { median_ms: v[v.len() / 2], min_ms: v[0], max_ms: v[v.len() - 1] }
-}
-
-/// Times `f` `iters` times after 3 warm-up runs: device events around each run on a GPU (the
-/// output of each run is dropped after its stop event), wall clock on the CPU.
-pub fn time(device: &Device, iters: usize, mut f: impl FnMut() -> revelio::Result<Tensor>) -> Stats {
-    for _ in 0..3 {
-        drop(f().expect("warm-up run"));
-    }
-    device.synchronize().expect("sync");
-    let mut times = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        match device {
-            Device::Cuda(d) => {
-                let start = d.record_event().expect("event");
-                let out = f().expect("timed run");
-                let stop = d.record_event().expect("event");
-                stop.synchronize().expect("event sync");
-                times.push(start.elapsed_ms(&stop).expect("elapsed") as f64);
-                drop(out);
-            }
-            Device::Cpu => {
-                let t0 = Instant::now();
-                let out = f().expect("timed run");
-                times.push(t0.elapsed().as_secs_f64() * 1e3);
-                drop(out);
-            }
-        }
-    }
-    stats(times)
-}
-
-/// The two ceilings every floor is counted against, measured on this device.
-#[derive(Debug, Clone, Copy)]
-pub struct Ceilings {
-    /// Dense matrix rate of a large GEMM in the bench dtype (cuBLAS on a GPU, the gemm crate on the CPU).
-    pub matrix_tflops: f64,
-    /// Device-to-device copy bandwidth counting bytes read plus bytes written.
-    pub copy_gbps: f64,
+/// Times `f` with the library's timer (3 warm-up runs).
+pub fn time(device: &Device, iters: usize, f: impl FnMut() -> revelio::Result<Tensor>) -> Stats {
+    revelio::bench::time(device, 3, iters, f).expect("timed runs")
 }
 
 pub fn measure_ceilings(device: &Device, dtype: DType) -> Ceilings {
-    let n = if device.is_cpu() { 1024 } else { 8192 };
-    let a = Tensor::randn([n, n], 1, device).unwrap().to_dtype(dtype).unwrap();
-    let b = Tensor::randn([n, n], 2, device).unwrap().to_dtype(dtype).unwrap();
-    let t = time(device, 10, || ops::gemm::matmul(&a, &b));
-    let matrix_tflops = 2.0 * (n as f64).powi(3) / (t.median_ms * 1e-3) / 1e12;
-    let elems = if device.is_cpu() { 1 << 24 } else { 1 << 28 };
-    let x = Tensor::randn([elems], 3, device).unwrap().to_dtype(dtype).unwrap();
-    let t = time(device, 10, || x.deep_clone());
-    let copy_gbps = 2.0 * (elems * dtype.size_in_bytes()) as f64 / (t.median_ms * 1e-3) / 1e9;
-    Ceilings { matrix_tflops, copy_gbps }
+    revelio::bench::measure_ceilings(device, dtype).expect("measuring the ceilings")
 }
 
 /// One measured op: time, work, and how far from its floor.
@@ -140,8 +84,7 @@ pub struct Row {
 
 impl Row {
     pub fn new(op: &str, name: &str, stats: Stats, flops: f64, bytes: f64, c: &Ceilings, torch_ms: Option<f64>) -> Row {
-        let floor_ms = (flops / (c.matrix_tflops * 1e12)).max(bytes / (c.copy_gbps * 1e9)) * 1e3;
-        Row { op: op.into(), name: name.into(), stats, flops, bytes, floor_ms, torch_ms }
+        Row { op: op.into(), name: name.into(), stats, flops, bytes, floor_ms: c.floor_ms(flops, bytes), torch_ms }
     }
 }
 

@@ -82,6 +82,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, causal: bool) -
     );
     ensure_op!(scale.is_finite(), OP, "scale must be finite, got {scale}");
     let p = AttentionParams { batch: b, nq, nk, heads: h, head_dim: d, scale, causal };
+    super::flops::add(4 * (p.batch * p.heads * p.nq * p.nk * p.head_dim) as u64);
     match q.device() {
         Device::Cpu => crate::cpu::attention::attention(q, k, v, &p),
         Device::Cuda(dev) => crate::cuda::attention::attention(&dev, q, k, v, &p),

@@ -114,6 +114,7 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: &Conv2dPara
     if let Some(b) = bias {
         check_bias(OP, b, &g, weight)?;
     }
+    super::flops::add(2 * (g.n * g.cout * g.oh * g.ow * g.cin * g.kh * g.kw) as u64);
     match x.device() {
         Device::Cpu => crate::cpu::conv::conv2d(x, weight, bias, &g),
         Device::Cuda(d) => crate::cuda::conv::conv2d(&d, x, weight, bias, &g),

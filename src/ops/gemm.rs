@@ -84,6 +84,7 @@ pub fn matmul_t(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<
     check_same_device(OP, &[a, b])?;
     check_same_dtype(OP, &[a, b])?;
     let plan = MatmulPlan::new(OP, a.shape(), b.shape(), trans_a, trans_b)?;
+    super::flops::add(2 * (plan.batch * plan.m * plan.n * plan.k) as u64);
     match a.device() {
         Device::Cpu => crate::cpu::gemm::matmul(a, b, &plan),
         Device::Cuda(d) => crate::cuda::gemm::matmul(&d, a, b, &plan),
@@ -114,6 +115,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     *out_dims.last_mut().expect("rank >= 1 checked") = out_f;
     let x2 = x.reshape([rows, in_f])?;
     let plan = MatmulPlan::new(OP, x2.shape(), weight.shape(), false, true)?;
+    super::flops::add(2 * (plan.batch * plan.m * plan.n * plan.k) as u64);
     let y = match x.device() {
         Device::Cpu => crate::cpu::gemm::linear(&x2, weight, bias, &plan)?,
         Device::Cuda(d) => crate::cuda::gemm::linear(&d, &x2, weight, bias, &plan)?,

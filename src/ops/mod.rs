@@ -10,6 +10,7 @@ pub mod attention;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
+pub mod flops;
 pub mod gemm;
 pub mod layout;
 pub mod loss;

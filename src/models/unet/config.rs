@@ -230,6 +230,15 @@ impl UNet2DConditionConfig {
         Ok(cfg)
     }
 
+    /// Parses and validates a config given as JSON (e.g. a single-file checkpoint's inferred
+    /// config); `source` names it in messages.
+    pub fn from_value(source: &Path, value: &Value) -> Result<Self> {
+        let map = value.as_object().ok_or_else(|| Error::format(source, "expected a JSON object of U-Net settings"))?;
+        let cfg = Self::from_map(source, map).map_err(|m| Error::format(source, m))?;
+        cfg.validate().map_err(|m| Error::format(source, m))?;
+        Ok(cfg)
+    }
+
     fn from_map(path: &Path, map: &Map<String, Value>) -> std::result::Result<Self, String> {
         let mut c = UNet2DConditionConfig::default();
         let mut known: Vec<&str> = IGNORED.to_vec();
