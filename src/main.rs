@@ -24,6 +24,8 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "sm_80,sm_90")]
         arch: Vec<String>,
     },
+    /// Diff-C: train, evaluate and sweep the light classifier on diffusion feature maps.
+    Diffc(Box<revelio::diffc::cli::DiffcArgs>),
 }
 
 fn gib(bytes: usize) -> f64 {
@@ -106,10 +108,22 @@ fn kernels(archs: &[String]) -> ExitCode {
     }
 }
 
+/// Prints a library error (with its context chain) and maps it to the exit code.
+fn report(result: revelio::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("revelio: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Info => info(),
         Command::Kernels { arch } => kernels(&arch),
+        Command::Diffc(args) => report(revelio::diffc::cli::run(&args)),
     }
 }

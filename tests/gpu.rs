@@ -39,3 +39,6 @@ mod attention;
 mod gemm;
 #[path = "gpu/conv.rs"]
 mod conv;
+
+#[path = "gpu/diffc.rs"]
+mod diffc;
