@@ -5,10 +5,14 @@
 //!   [`cpu`] (the f32 reference) or [`cuda`] (hand-written kernels, cuBLAS for plain GEMMs).
 //! - [`io`]: safetensors loading (memory-mapped) and saving, atomic writes.
 //! - [`rng`]: counter-based random numbers, identical on every device.
+//! - [`diffc`]: the Diff-C classifier, its training, evaluation and sweeps.
+//! - [`analysis`]: figures (line plots, heat maps) with an embedded bitmap font.
 
+pub mod analysis;
 pub mod bench;
 pub mod cpu;
 pub mod cuda;
+pub mod diffc;
 mod error;
 pub mod features;
 pub mod io;

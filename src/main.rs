@@ -44,6 +44,8 @@ enum Command {
         #[arg(long)]
         no_pad: bool,
     },
+    /// Diff-C: train, evaluate and sweep the light classifier on diffusion feature maps.
+    Diffc(Box<revelio::diffc::cli::DiffcArgs>),
 }
 
 fn gib(bytes: usize) -> f64 {
@@ -154,6 +156,7 @@ fn main() -> ExitCode {
         Command::Info => return info(),
         Command::Kernels { arch } => return kernels(&arch),
         Command::Tokenize { tokenizer, max_length, flavor, no_pad } => tokenize(&tokenizer, max_length, &flavor, no_pad),
+        Command::Diffc(args) => revelio::diffc::cli::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

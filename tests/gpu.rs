@@ -51,3 +51,6 @@ mod vae;
 
 #[path = "gpu/dit.rs"]
 mod dit;
+
+#[path = "gpu/diffc.rs"]
+mod diffc;

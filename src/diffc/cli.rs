@@ -1,0 +1,282 @@
+//! `revelio diffc train|eval|sweep`: the arguments (clap) and what each subcommand runs.
+
+use super::data::{FeatureSource, FileSource, Split, StoreSource};
+use super::eval::{evaluate, write_report};
+use super::model::DiffcClassifier;
+use super::sweep::sweep;
+use super::train::{parse_dtype, read_run_config, train, ModelOptions, TrainConfig, BEST_WEIGHTS, WEIGHTS};
+use crate::tensor::Device;
+use crate::{Error, Result};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct DiffcArgs {
+    #[command(subcommand)]
+    pub command: DiffcCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DiffcCommand {
+    /// Train a classifier on one layer and timestep's feature maps (resumes a run in --out).
+    Train(TrainArgs),
+    /// Top-1, per-class accuracy and confusion matrix of a trained classifier.
+    Eval(EvalArgs),
+    /// Train one classifier per (layer, timestep); write a table and a plot.
+    Sweep(SweepArgs),
+}
+
+/// Training options shared by `train` and `sweep`. Defaults are the reference's (train.py),
+/// except --cosine-epochs (default: --epochs); the reference is --epochs 30 --cosine-epochs 90,
+/// and its run.sh passes --dropout 0.
+#[derive(Args, Debug, Clone)]
+pub struct TrainOptions {
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// T_max of the cosine schedule, in epochs (default: --epochs).
+    #[arg(long)]
+    pub cosine_epochs: Option<usize>,
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f32,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Test batch (default: 2 x --batch-size, as the reference; it does not change results).
+    #[arg(long)]
+    pub test_batch_size: Option<usize>,
+    /// p of every Dropout2d and of the Dropout before fc.
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f32,
+    /// Channels of every conv block.
+    #[arg(long, default_value_t = 1024)]
+    pub width: usize,
+    /// Number of conv blocks (the first keeps the size, the others halve it).
+    #[arg(long, default_value_t = 4)]
+    pub depth: usize,
+    /// Per-block channels, e.g. 512,512,256 (overrides --width and --depth).
+    #[arg(long, value_delimiter = ',')]
+    pub widths: Option<Vec<usize>>,
+    /// Number of classes (default: the store's class names, else the largest label + 1).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Compute dtype: f32, or bf16 / f16 on CUDA (parameters and optimizer stay f32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// The store's split to train on.
+    #[arg(long, default_value = "train")]
+    pub train_split: String,
+    /// The store's split to report top-1 on every epoch.
+    #[arg(long, default_value = "test")]
+    pub test_split: String,
+}
+
+impl TrainOptions {
+    fn model(&self) -> ModelOptions {
+        ModelOptions {
+            widths: self.widths.clone().unwrap_or_else(|| vec![self.width; self.depth]),
+            dropout: self.dropout,
+            num_classes: self.num_classes,
+        }
+    }
+
+    fn train(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            cosine_epochs: self.cosine_epochs.unwrap_or(self.epochs),
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            test_batch_size: self.test_batch_size.unwrap_or(2 * self.batch_size),
+            seed: self.seed,
+            dtype: self.dtype.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// A feature store written by `revelio extract` (--pooling none or avg:HxW).
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    pub features: Option<PathBuf>,
+    /// A safetensors file with train_features [N, C, h, w], train_labels [N], test_features,
+    /// test_labels.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The store's layer (mid, up.0, up.1, ...); with --features.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// The store's timestep; with --features.
+    #[arg(long)]
+    pub timestep: Option<usize>,
+    /// The run folder: weights, config, metrics, checkpoint.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub opts: TrainOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run folder written by `revelio diffc train`.
+    #[arg(long)]
+    pub classifier: PathBuf,
+    /// A feature store (default layer and timestep: the run's).
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    pub features: Option<PathBuf>,
+    /// A safetensors file as for `train --input`.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    #[arg(long)]
+    pub layer: Option<String>,
+    #[arg(long)]
+    pub timestep: Option<usize>,
+    /// With --features: the store's split to evaluate. With --input: `train` or `test`.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Which weights: `last` (classifier.safetensors) or `best` (classifier_best.safetensors).
+    #[arg(long, default_value = "last")]
+    pub weights: String,
+    /// Where eval.json, confusion.json and confusion.png go (default: the run folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// A feature store holding every (layer, timestep) of the sweep.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Comma-separated layers, e.g. mid,up.0,up.1,up.2.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub layers: Vec<String>,
+    /// Comma-separated timesteps, e.g. 0,25,50,100,200,500.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub timesteps: Vec<usize>,
+    /// The sweep folder: one run folder per (layer, timestep), sweep.csv, sweep.json, sweep.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub opts: TrainOptions,
+}
+
+fn store_layer(layer: &Option<String>, timestep: Option<usize>) -> Result<(String, usize)> {
+    match (layer, timestep) {
+        (Some(l), Some(t)) => Ok((l.clone(), t)),
+        _ => Err(Error::Config("--features needs --layer and --timestep (e.g. --layer up.1 --timestep 25)".into())),
+    }
+}
+
+pub fn run_train(a: &TrainArgs) -> Result<()> {
+    let device = Device::parse(&a.opts.device)?;
+    let mut source: Box<dyn FeatureSource> = match (&a.features, &a.input) {
+        (Some(store), None) => {
+            let (layer, t) = store_layer(&a.layer, a.timestep)?;
+            Box::new(StoreSource::open(store, &layer, t, &a.opts.train_split, &a.opts.test_split)?)
+        }
+        (None, Some(file)) => Box::new(FileSource::open(file)?),
+        _ => return Err(Error::Config("give either --features STORE or --input FILE".into())),
+    };
+    let s = train(source.as_mut(), &a.opts.model(), &a.opts.train(), &a.out, &device)?;
+    println!(
+        "diffc: {} epochs, {} classes, {} parameters; test top-1 last {:.4} (epoch {}), best {:.4} (epoch {}); run in {}",
+        s.epochs,
+        s.num_classes,
+        s.num_params,
+        s.last_test_accuracy,
+        s.last_epoch,
+        s.best_test_accuracy,
+        s.best_epoch,
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub fn run_eval(a: &EvalArgs) -> Result<()> {
+    let device = Device::parse(&a.device)?;
+    let dtype = parse_dtype(&a.dtype, &device)?;
+    let config = read_run_config(&a.classifier)?;
+    let file = match a.weights.as_str() {
+        "last" => WEIGHTS,
+        "best" => BEST_WEIGHTS,
+        other => return Err(Error::Config(format!("--weights {other}: expected last or best"))),
+    };
+    let model = DiffcClassifier::load(&a.classifier.join(file), 0.0, &device)?;
+    let (mut source, split): (Box<dyn FeatureSource>, Split) = match (&a.features, &a.input) {
+        (Some(store), None) => {
+            let src = config.get("source");
+            let layer = a.layer.clone().or_else(|| src.and_then(|s| s.get("layer")).and_then(|v| v.as_str()).map(String::from));
+            let t = a.timestep.or_else(|| src.and_then(|s| s.get("timestep")).and_then(|v| v.as_u64()).map(|t| t as usize));
+            let (layer, t) = store_layer(&layer, t)?;
+            // One store split is evaluated; it fills both slots of the source.
+            (Box::new(StoreSource::open(store, &layer, t, &a.split, &a.split)?), Split::Test)
+        }
+        (None, Some(path)) => {
+            let split = match a.split.as_str() {
+                "train" => Split::Train,
+                "test" => Split::Test,
+                other => return Err(Error::Config(format!("--split {other}: a features file has `train` and `test`"))),
+            };
+            (Box::new(FileSource::open(path)?), split)
+        }
+        _ => return Err(Error::Config("give either --features STORE or --input FILE".into())),
+    };
+    let [c, _, _] = source.feature_shape();
+    if c != model.config.in_channels {
+        return Err(Error::Config(format!("the features have {c} channels, the classifier takes {}", model.config.in_channels)));
+    }
+    let mut report = evaluate(&model, source.as_mut(), split, a.batch_size, dtype, &device)?;
+    report.split = a.split.clone();
+    let out: &Path = a.out.as_deref().unwrap_or(&a.classifier);
+    write_report(&report, out)?;
+    println!(
+        "diffc eval: {} images of `{}`: top-1 {:.4}, mean per-class {:.4}, loss {:.4}; wrote {}/{{eval.json, confusion.json, confusion.png}}",
+        report.images,
+        report.split,
+        report.top1,
+        report.mean_class_accuracy,
+        report.loss,
+        out.display()
+    );
+    Ok(())
+}
+
+pub fn run_sweep(a: &SweepArgs) -> Result<()> {
+    let device = Device::parse(&a.opts.device)?;
+    let rows = sweep(
+        &a.features,
+        &a.layers,
+        &a.timesteps,
+        (&a.opts.train_split, &a.opts.test_split),
+        &a.opts.model(),
+        &a.opts.train(),
+        &a.out,
+        &device,
+    )?;
+    println!("{:<10} {:>8} {:>10} {:>10}", "layer", "timestep", "last top1", "best top1");
+    for r in &rows {
+        println!("{:<10} {:>8} {:>10.4} {:>10.4}", r.layer, r.timestep, r.last_test_accuracy, r.best_test_accuracy);
+    }
+    println!("wrote {}/{{sweep.csv, sweep.json, sweep.png}}", a.out.display());
+    Ok(())
+}
+
+pub fn run(args: &DiffcArgs) -> Result<()> {
+    match &args.command {
+        DiffcCommand::Train(a) => run_train(a),
+        DiffcCommand::Eval(a) => run_eval(a),
+        DiffcCommand::Sweep(a) => run_sweep(a),
+    }
+}

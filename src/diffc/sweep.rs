@@ -1,0 +1,127 @@
+//! Layer and timestep sweeps: one classifier per (layer, timestep) of a feature store, each in
+//! its own run folder (so an interrupted sweep resumes and skips finished runs), then a table
+//! (sweep.csv, sweep.json) and the figure the paper draws: test top-1 over timesteps, one line
+//! per layer (sweep.png).
+
+use super::data::StoreSource;
+use super::train::{train, ModelOptions, TrainConfig, TrainSummary};
+use crate::analysis::plot::{LinePlot, Series};
+use crate::features::FeatureStore;
+use crate::io::write_atomic;
+use crate::tensor::Device;
+use crate::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One row of the sweep table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub layer: String,
+    pub timestep: usize,
+    pub last_epoch: usize,
+    pub last_test_accuracy: f64,
+    pub best_epoch: usize,
+    pub best_test_accuracy: f64,
+    pub num_params: usize,
+    /// The run folder, relative to the sweep folder.
+    pub run: String,
+}
+
+/// The run folder name of (layer, timestep): `up.1_t25`.
+pub fn run_name(layer: &str, timestep: usize) -> String {
+    let safe: String = layer.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    format!("{safe}_t{timestep}")
+}
+
+/// The CSV table: a header and one line per row.
+pub fn table_csv(rows: &[SweepRow]) -> String {
+    let mut s = String::from("layer,timestep,last_epoch,last_test_accuracy,best_epoch,best_test_accuracy,num_params,run\n");
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{:.6},{},{:.6},{},{}\n",
+            r.layer, r.timestep, r.last_epoch, r.last_test_accuracy, r.best_epoch, r.best_test_accuracy, r.num_params, r.run
+        ));
+    }
+    s
+}
+
+/// Test top-1 (%) of the last epoch over timesteps, one line per layer in first-seen order;
+/// timesteps at equal spacing.
+pub fn sweep_plot(rows: &[SweepRow]) -> LinePlot {
+    let mut series: Vec<Series> = Vec::new();
+    for r in rows {
+        let p = (r.timestep as f64, 100.0 * r.last_test_accuracy);
+        match series.iter_mut().find(|s| s.name == r.layer) {
+            Some(s) => s.points.push(p),
+            None => series.push(Series { name: r.layer.clone(), points: vec![p] }),
+        }
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    LinePlot {
+        title: "Diff-C test top-1 by layer and timestep".into(),
+        x_label: "timestep t".into(),
+        y_label: "top-1 accuracy (%)".into(),
+        series,
+        categorical_x: true,
+        y_range: Some((0.0, 100.0)),
+        width: 900,
+        height: 560,
+    }
+}
+
+fn write_outputs(rows: &[SweepRow], out: &Path) -> Result<()> {
+    write_atomic(&out.join("sweep.csv"), table_csv(rows).as_bytes())?;
+    write_atomic(&out.join("sweep.json"), serde_json::to_string_pretty(rows).expect("JSON").as_bytes())?;
+    sweep_plot(rows).save(&out.join("sweep.png"))
+}
+
+/// Trains one classifier per (layer, timestep) on the store at `store_dir` into
+/// `out/<run_name>`, writing the table and plot after each run. Every (layer, timestep) is
+/// checked against the store before any training starts.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep(
+    store_dir: &Path,
+    layers: &[String],
+    timesteps: &[usize],
+    splits: (&str, &str),
+    opts: &ModelOptions,
+    cfg: &TrainConfig,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<SweepRow>> {
+    if layers.is_empty() || timesteps.is_empty() {
+        return Err(Error::Config("diffc sweep: give at least one layer and one timestep".into()));
+    }
+    let store = FeatureStore::open(store_dir)?;
+    for layer in layers {
+        for &t in timesteps {
+            store.feature_shape(layer, t)?;
+        }
+    }
+    drop(store);
+    let mut rows = Vec::new();
+    for layer in layers {
+        for &t in timesteps {
+            let name = run_name(layer, t);
+            eprintln!("diffc sweep: {layer} at t = {t} -> {}", out.join(&name).display());
+            let mut source = StoreSource::open(store_dir, layer, t, splits.0, splits.1)?;
+            let dir: PathBuf = out.join(&name);
+            let s: TrainSummary =
+                train(&mut source, opts, cfg, &dir, device).with_context(|| format!("diffc sweep: {layer} at t = {t}"))?;
+            rows.push(SweepRow {
+                layer: layer.clone(),
+                timestep: t,
+                last_epoch: s.last_epoch,
+                last_test_accuracy: s.last_test_accuracy,
+                best_epoch: s.best_epoch,
+                best_test_accuracy: s.best_test_accuracy,
+                num_params: s.num_params,
+                run: name,
+            });
+            write_outputs(&rows, out)?;
+        }
+    }
+    Ok(rows)
+}
