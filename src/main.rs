@@ -44,6 +44,11 @@ enum Command {
         #[arg(long)]
         no_pad: bool,
     },
+    /// Run one model component (U-Net, VAE, CLIP text encoder, DiT) on inputs from a
+    /// safetensors file; write its outputs and taps as f32 (for parity with diffusers).
+    Forward(Box<revelio::models::forward::ForwardArgs>),
+    /// Time a model component's forward pass on random inputs: images/s, FLOPs, peak memory.
+    Bench(Box<revelio::models::bench::BenchArgs>),
     /// Diff-C: train, evaluate and sweep the light classifier on diffusion feature maps.
     Diffc(Box<revelio::diffc::cli::DiffcArgs>),
 }
@@ -156,6 +161,8 @@ fn main() -> ExitCode {
         Command::Info => return info(),
         Command::Kernels { arch } => return kernels(&arch),
         Command::Tokenize { tokenizer, max_length, flavor, no_pad } => tokenize(&tokenizer, max_length, &flavor, no_pad),
+        Command::Forward(args) => revelio::models::forward::run(&args),
+        Command::Bench(args) => revelio::models::bench::run(&args),
         Command::Diffc(args) => revelio::diffc::cli::run(&args),
     };
     match result {

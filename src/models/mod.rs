@@ -4,8 +4,11 @@
 //! diffusers' names.
 
 pub mod clip;
+pub mod component;
+pub mod bench;
 pub mod ddim;
 pub mod dit;
+pub mod forward;
 pub mod layers;
 pub mod ldm;
 pub mod taps;

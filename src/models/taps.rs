@@ -50,6 +50,13 @@ impl Taps {
         Taps { requests, values: HashMap::new(), edits: HashMap::new(), edits_pending: 0, want_output, visited: Vec::new() }
     }
 
+    /// A `Taps` recording `names`, each resolved to a module path by `resolve` (a model's
+    /// `resolve_tap`); `want_output` false lets the pass stop after the last of them.
+    pub fn resolve(names: &[&str], want_output: bool, resolve: impl Fn(&str) -> Result<TapRequest>) -> Result<Taps> {
+        let requests = names.iter().map(|n| resolve(n)).collect::<Result<Vec<_>>>()?;
+        Ok(Taps::new(requests, want_output))
+    }
+
     /// Replaces the output of module `path` with `edit(input, output)` when the pass gets there.
     pub fn edit(&mut self, path: &str, edit: Edit) {
         if self.edits.insert(path.to_string(), edit).is_none() {

@@ -217,6 +217,12 @@ impl DiT {
         std::iter::once("pos_embed".to_string()).chain((0..self.config.num_layers).map(|i| format!("transformer_blocks.{i}"))).collect()
     }
 
+    /// A `Taps` recording `names` (resolved as `resolve_tap` does); `want_output` false lets the
+    /// pass stop after the last of them.
+    pub fn taps(&self, names: &[&str], want_output: bool) -> Result<Taps> {
+        Taps::resolve(names, want_output, |n| self.resolve_tap(n))
+    }
+
     /// Resolves a tap name: `block.N` or `transformer_blocks.N` (the output of block N),
     /// `pos_embed` (the embedded tokens before block 0), each optionally with `:delta`
     /// (output minus input: the block's residual update).

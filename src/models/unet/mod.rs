@@ -186,6 +186,11 @@ impl UNet2DConditionModel {
         })
     }
 
+    /// The width of encoder_hidden_states the model expects.
+    pub fn cross_attention_dim(&self) -> usize {
+        self.cross_attention_dim
+    }
+
     pub fn config(&self) -> &UNet2DConditionConfig {
         &self.config
     }
@@ -239,8 +244,7 @@ impl UNet2DConditionModel {
     /// A `Taps` recording `names` (resolved as `resolve_tap` does); `want_output` false lets the
     /// pass stop after the last of them.
     pub fn taps(&self, names: &[&str], want_output: bool) -> Result<Taps> {
-        let requests = names.iter().map(|n| self.resolve_tap(n)).collect::<Result<Vec<_>>>()?;
-        Ok(Taps::new(requests, want_output))
+        Taps::resolve(names, want_output, |n| self.resolve_tap(n))
     }
 
     /// sample: [B, in_channels, H, W]; timesteps: [B] or a single value (any float dtype, any

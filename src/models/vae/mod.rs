@@ -165,8 +165,7 @@ impl AutoencoderKL {
 
     /// A `Taps` recording `names`; `want_output` false lets a pass stop after the last of them.
     pub fn taps(&self, names: &[&str], want_output: bool) -> Result<Taps> {
-        let requests = names.iter().map(|n| self.resolve_tap(n)).collect::<Result<Vec<_>>>()?;
-        Ok(Taps::new(requests, want_output))
+        Taps::resolve(names, want_output, |n| self.resolve_tap(n))
     }
 
     /// images: [B, in_channels, H, W] in [-1, 1] (H, W multiples of 2^(levels - 1)) -> the
