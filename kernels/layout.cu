@@ -1,6 +1,7 @@
 // layout.cu: data movement. Generic permute, strided row copies (cat, narrow), a tiled batched
 // transpose (permutes that swap two blocks of dims, and the U-Net's NCHW <-> token layout),
-// nearest 2x upsampling, and row gathers (embedding lookup, gather_rows).
+// nearest upsampling (2x, and to any size as torch's interpolate(size=..)), and row gathers
+// (embedding lookup, gather_rows).
 //
 // Layout: contiguous row-major in and out. Precision: none needed, elements are copied bit for
 // bit (floats are never converted), so every kernel but upsampling exists for f32, f16, bf16,
@@ -73,6 +74,27 @@ LAYOUT_ALL(TRANSPOSE)
 UPSAMPLE(float, f32)
 UPSAMPLE(f16, f16)
 UPSAMPLE(bf16, bf16)
+
+// x [N*C, H, W] -> y [N*C, OH, OW], y[.., oy, ox] = x[.., sy, sx] with torch's nearest source
+// index sy = min(floor(oy * sh), H - 1), sh = H / OH in f32 (from the host), same for x. One
+// thread per output element, 256 per block.
+#define UPSAMPLE_ANY(T, TN)                                                                   \
+    extern "C" __global__ void upsample_nearest_##TN(const T* __restrict__ x, T* __restrict__ y, \
+                                                     long long n_out, int h, int w, int oh, int ow, \
+                                                     float sh, float sw) {                    \
+        long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;                       \
+        if (i >= n_out) return;                                                               \
+        long long t = i / ow;                                                                 \
+        const int ox = (int)(i - t * ow);                                                     \
+        const long long nc = t / oh;                                                          \
+        const int oy = (int)(t - nc * oh);                                                    \
+        const int sy = min((int)floorf((float)oy * sh), h - 1);                               \
+        const int sx = min((int)floorf((float)ox * sw), w - 1);                               \
+        y[i] = x[(nc * h + sy) * w + sx];                                                     \
+    }
+UPSAMPLE_ANY(float, f32)
+UPSAMPLE_ANY(f16, f16)
+UPSAMPLE_ANY(bf16, bf16)
 
 // y [n, row_len] = rows idx[0..n) of x [R, row_len] (idx i64, each in 0..R). One thread per
 // output element, 256 per block.

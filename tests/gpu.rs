@@ -39,3 +39,15 @@ mod attention;
 mod gemm;
 #[path = "gpu/conv.rs"]
 mod conv;
+
+#[path = "gpu/clip.rs"]
+mod clip;
+
+#[path = "gpu/unet.rs"]
+mod unet;
+
+#[path = "gpu/vae.rs"]
+mod vae;
+
+#[path = "gpu/dit.rs"]
+mod dit;

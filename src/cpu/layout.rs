@@ -1,8 +1,9 @@
 //! Data movement on the CPU, for every dtype (each op is generic over the element type and
-//! dispatched on the tensor's dtype): permute, cat, narrow, nearest 2x upsampling, row gather.
+//! dispatched on the tensor's dtype): permute, cat, narrow, nearest upsampling (2x and to any
+//! size), row gather.
 //! The reference for kernels/layout.cu.
 
-use crate::ops::layout::{CatPlan, NarrowPlan};
+use crate::ops::layout::{nearest_source_index, CatPlan, NarrowPlan};
 use crate::tensor::{CpuSlice, DType, Device, Tensor};
 use crate::Result;
 use half::{bf16, f16};
@@ -90,6 +91,26 @@ fn upsample_t<T: CpuSlice>(x: &Tensor, (n, c, h, w): (usize, usize, usize, usize
         .map(|i| {
             let (ox, oy, nc) = (i % ow, (i / ow) % oh, i / (ow * oh));
             xs[(nc * h + oy / 2) * w + ox / 2]
+        })
+        .collect();
+    Tensor::from_vec(out, [n, c, oh, ow], &Device::Cpu)
+}
+
+/// [N, C, H, W] -> [N, C, OH, OW], out[.., y, x] = in[.., sy(y), sx(x)] with torch's nearest
+/// source indices (`ops::layout::nearest_source_index`).
+pub fn upsample_nearest(x: &Tensor, dims: (usize, usize, usize, usize), out_hw: (usize, usize)) -> Result<Tensor> {
+    typed!(x.dtype(), upsample_any_t(x, dims, out_hw))
+}
+
+fn upsample_any_t<T: CpuSlice>(x: &Tensor, (n, c, h, w): (usize, usize, usize, usize), (oh, ow): (usize, usize)) -> Result<Tensor> {
+    let xs = x.cpu_slice::<T>("upsample_nearest")?;
+    let sy: Vec<usize> = (0..oh).map(|y| nearest_source_index(y, h, oh)).collect();
+    let sx: Vec<usize> = (0..ow).map(|x| nearest_source_index(x, w, ow)).collect();
+    let out: Vec<T> = (0..n * c * oh * ow)
+        .into_par_iter()
+        .map(|i| {
+            let (ox, oy, nc) = (i % ow, (i / ow) % oh, i / (ow * oh));
+            xs[(nc * h + sy[oy]) * w + sx[ox]]
         })
         .collect();
     Tensor::from_vec(out, [n, c, oh, ow], &Device::Cpu)

@@ -1,6 +1,6 @@
 //! Launchers for kernels/layout.cu: permute (tiled transpose when the permute is a batched 2D
 //! transpose, the generic strided gather otherwise), cat and narrow as strided row copies (a
-//! plain device copy when contiguous), nearest 2x upsampling, row gathers.
+//! plain device copy when contiguous), nearest upsampling (2x and to any size), row gathers.
 
 use super::elementwise::empty;
 use super::kernels::{Kernel, Module, FLOATS};
@@ -20,9 +20,10 @@ pub const PERMUTE: Kernel = Kernel::new(M, "permute", ALL);
 pub const COPY_ROWS: Kernel = Kernel::new(M, "copy_rows", ALL);
 pub const TRANSPOSE: Kernel = Kernel::new(M, "transpose", ALL);
 pub const UPSAMPLE_NEAREST2X: Kernel = Kernel::new(M, "upsample_nearest2x", FLOATS);
+pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(M, "upsample_nearest", FLOATS);
 pub const GATHER_ROWS: Kernel = Kernel::new(M, "gather_rows", ALL);
 
-pub const KERNELS: &[Kernel] = &[PERMUTE, COPY_ROWS, TRANSPOSE, UPSAMPLE_NEAREST2X, GATHER_ROWS];
+pub const KERNELS: &[Kernel] = &[PERMUTE, COPY_ROWS, TRANSPOSE, UPSAMPLE_NEAREST2X, UPSAMPLE_NEAREST, GATHER_ROWS];
 
 /// Most blocks a grid may have in y and z.
 const MAX_GRID_YZ: usize = 65_535;
@@ -187,6 +188,44 @@ pub fn upsample_nearest2x(dev: &Arc<CudaDevice>, x: &Tensor, (n, c, h, w): (usiz
             .arg(&n64)
             .arg(&h32)
             .arg(&w32)
+            .launch(cfg_1d(n_out, 256))
+    }?;
+    Ok(y)
+}
+
+/// x: [N, C, H, W] -> [N, C, OH, OW] with torch's nearest source indices; the f32 scales
+/// H / OH and W / OW are computed here, as aten computes them, and passed to the kernel.
+pub fn upsample_nearest(
+    dev: &Arc<CudaDevice>,
+    x: &Tensor,
+    (n, c, h, w): (usize, usize, usize, usize),
+    (oh, ow): (usize, usize),
+) -> Result<Tensor> {
+    let _r = super::nvtx::range("upsample_nearest");
+    let mut y = empty(dev, [n, c, oh, ow], x.dtype())?;
+    let n_out = y.numel();
+    if n_out == 0 {
+        return Ok(y);
+    }
+    let (h32, w32) = (to_i32(h, "upsample input height")?, to_i32(w, "upsample input width")?);
+    let (oh32, ow32) = (to_i32(oh, "upsample output height")?, to_i32(ow, "upsample output width")?);
+    let (sh, sw) = (h as f32 / oh as f32, w as f32 / ow as f32);
+    let f = dev.function(&UPSAMPLE_NEAREST, x.dtype())?;
+    let (xp, yp, n64) = (x.cuda_ptr()?, y.cuda_ptr_mut()?, n_out as i64);
+    // SAFETY: x holds n*c*h*w elements and y n*c*oh*ow, of one dtype; guarded by n_out; the
+    // kernel clamps each source index to h - 1 / w - 1.
+    unsafe {
+        dev.stream()
+            .launch_builder(&f)
+            .arg(&xp)
+            .arg(&yp)
+            .arg(&n64)
+            .arg(&h32)
+            .arg(&w32)
+            .arg(&oh32)
+            .arg(&ow32)
+            .arg(&sh)
+            .arg(&sw)
             .launch(cfg_1d(n_out, 256))
     }?;
     Ok(y)

@@ -33,6 +33,8 @@ pub struct Taps {
     edits: HashMap<String, Edit>,
     edits_pending: usize,
     want_output: bool,
+    /// Every path visited so far, in order (the execution trace).
+    visited: Vec<String>,
 }
 
 impl Default for Taps {
@@ -45,7 +47,7 @@ impl Default for Taps {
 impl Taps {
     /// `want_output`: the caller needs the model's final output (no early stop).
     pub fn new(requests: Vec<TapRequest>, want_output: bool) -> Taps {
-        Taps { requests, values: HashMap::new(), edits: HashMap::new(), edits_pending: 0, want_output }
+        Taps { requests, values: HashMap::new(), edits: HashMap::new(), edits_pending: 0, want_output, visited: Vec::new() }
     }
 
     /// Replaces the output of module `path` with `edit(input, output)` when the pass gets there.
@@ -67,6 +69,7 @@ impl Taps {
     /// The end of module `path`: records what is requested there (before any edit, so a tap
     /// sees what the model computed) and returns the output, edited if an edit is set.
     pub fn visit(&mut self, path: &str, input: &Tensor, output: Tensor) -> Result<Tensor> {
+        self.visited.push(path.to_string());
         for r in self.requests.iter().filter(|r| r.path == path) {
             let v = if r.delta {
                 if input.shape() != output.shape() {
@@ -103,6 +106,11 @@ impl Taps {
     /// True when the pass can stop: all values recorded, no edit pending, output not wanted.
     pub fn done(&self) -> bool {
         !self.want_output && self.edits_pending == 0 && self.values.len() == self.requests.len()
+    }
+
+    /// The paths visited so far, in execution order (what ran: an early stop shows here).
+    pub fn visited(&self) -> &[String] {
+        &self.visited
     }
 
     /// Requests not recorded (a path the model never visited is a bug or a bad name).

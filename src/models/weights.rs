@@ -1,10 +1,11 @@
 //! Weights: the tensors of one model component, looked up by their diffusers/transformers key,
 //! from a component folder (`diffusion_pytorch_model.safetensors`, `model.safetensors`, the
 //! `*.fp16.safetensors` variants, or a sharded `*.safetensors.index.json`) or from a single-file
-//! checkpoint through a key map. Loading is strict: a missing key names the file and the
+//! checkpoint through a key map, which may also transform a tensor (`Transform`: a reshape, or
+//! one part of a stacked tensor). Loading is strict: a missing key names the file and the
 //! nearest keys, a wrong shape gives both shapes, and `finish` lists every tensor no module
-//! asked for. Model constructors descend with `scope.pp("down_blocks").pp(0)`, so struct field
-//! names are the key segments.
+//! asked for (by model key). Model constructors descend with `scope.pp("down_blocks").pp(0)`,
+//! so struct field names are the key segments.
 
 use crate::io::safetensors::nearest_keys;
 use crate::io::SafeTensorsFile;
@@ -15,12 +16,61 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// How a stored tensor becomes the model's tensor (single-file checkpoints store some tensors in
+/// another form than diffusers/transformers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transform {
+    /// As stored.
+    Identity,
+    /// The same elements under another shape: a 1x1 conv weight [C, C, 1, 1] as a linear [C, C].
+    Reshape(Vec<usize>),
+    /// Part `index` of `parts` equal parts along dim 0: q, k or v of a stacked in_proj [3C, ..].
+    Slice { index: usize, parts: usize },
+}
+
+impl Transform {
+    /// The shape the model sees for a stored tensor of shape `stored`, or why it cannot be.
+    pub fn apply_to_shape(&self, stored: &Shape) -> std::result::Result<Shape, String> {
+        match self {
+            Transform::Identity => Ok(stored.clone()),
+            Transform::Reshape(dims) => {
+                let to = Shape::from(dims.as_slice());
+                if to.numel() == stored.numel() {
+                    Ok(to)
+                } else {
+                    Err(format!("cannot view shape {stored} as {to}"))
+                }
+            }
+            Transform::Slice { index, parts } => {
+                let rows = stored.dims().first().copied().unwrap_or(0);
+                if *parts == 0 || index >= parts || rows % parts != 0 {
+                    return Err(format!("cannot take part {index} of {parts} along dim 0 of shape {stored}"));
+                }
+                let mut dims = stored.dims().to_vec();
+                dims[0] = rows / parts;
+                Ok(Shape::new(dims))
+            }
+        }
+    }
+}
+
+/// Where a model key's tensor lives.
+#[derive(Debug, Clone)]
+struct Entry {
+    file: usize,
+    /// The key in that file.
+    stored: String,
+    transform: Transform,
+    /// The shape the model sees (after the transform).
+    shape: Shape,
+}
+
 pub struct Weights {
     /// Where the tensors came from, for messages (a folder or a file).
     source: PathBuf,
     files: Vec<SafeTensorsFile>,
-    /// Model key -> (file index, key in that file).
-    index: HashMap<String, (usize, String)>,
+    /// Model key -> where and how to read it.
+    index: HashMap<String, Entry>,
     dtype: DType,
     device: Device,
     used: Mutex<BTreeSet<String>>,
@@ -86,16 +136,45 @@ impl Weights {
         dtype: DType,
         device: &Device,
     ) -> Result<Weights> {
+        Weights::from_files_mapped(
+            source,
+            files,
+            |k, _| Ok(map(k).map(|m| (m, Transform::Identity)).into_iter().collect()),
+            dtype,
+            device,
+        )
+    }
+
+    /// The tensors of `files` through a key map that may transform them: `map(stored key, stored
+    /// shape)` gives the model keys the stored tensor provides (none for another component's
+    /// tensors, several for a stacked q/k/v), each with its transform. A model key given twice,
+    /// or a transform that does not fit the stored shape, is an error naming both.
+    pub fn from_files_mapped(
+        source: &Path,
+        files: &[PathBuf],
+        map: impl Fn(&str, &Shape) -> Result<Vec<(String, Transform)>>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Weights> {
         let mut opened = Vec::new();
-        let mut index = HashMap::new();
+        let mut index: HashMap<String, Entry> = HashMap::new();
         for (i, path) in files.iter().enumerate() {
             let f = SafeTensorsFile::open(path)?;
             for stored in f.keys() {
-                if let Some(key) = map(&stored) {
-                    if let Some((j, prev)) = index.insert(key.clone(), (i, stored.clone())) {
+                let (stored_shape, _) = f.shape_of(&stored)?;
+                for (key, transform) in map(&stored, &stored_shape)? {
+                    let shape = transform.apply_to_shape(&stored_shape).map_err(|e| {
+                        Error::format(path, format!("tensor `{stored}` as `{key}`: {e}"))
+                    })?;
+                    let entry = Entry { file: i, stored: stored.clone(), transform, shape };
+                    if let Some(prev) = index.insert(key.clone(), entry) {
                         return Err(Error::format(
                             path,
-                            format!("tensor `{key}` appears twice (as `{prev}` in {} and `{stored}`)", files[j].display()),
+                            format!(
+                                "tensor `{key}` appears twice (as `{}` in {} and `{stored}`)",
+                                prev.stored,
+                                files[prev.file].display()
+                            ),
                         ));
                     }
                 }
@@ -133,10 +212,16 @@ impl Weights {
         self.index.contains_key(key)
     }
 
-    /// The stored shape of `key`, if present.
+    /// The shape of `key` as the model sees it (after any transform), if present.
     pub fn shape_of(&self, key: &str) -> Option<Shape> {
-        let (i, stored) = self.index.get(key)?;
-        self.files[*i].shape_of(stored).ok().map(|(s, _)| s)
+        self.index.get(key).map(|e| e.shape.clone())
+    }
+
+    /// Every model key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.index.keys().cloned().collect();
+        k.sort();
+        k
     }
 
     fn missing(&self, key: &str) -> Error {
@@ -155,16 +240,27 @@ impl Weights {
     /// Loads `key` with shape `expected` in `dtype` (some tensors stay f32 whatever the model
     /// dtype, e.g. norm statistics).
     pub fn get_as(&self, key: &str, expected: &[usize], dtype: DType) -> Result<Tensor> {
-        let (i, stored) = self.index.get(key).ok_or_else(|| self.missing(key))?;
-        let f = &self.files[*i];
-        let (shape, _) = f.shape_of(stored)?;
-        if shape.dims() != expected {
+        let e = self.index.get(key).ok_or_else(|| self.missing(key))?;
+        let f = &self.files[e.file];
+        if e.shape.dims() != expected {
+            let stored = if e.stored == key { String::new() } else { format!(" (stored as `{}`)", e.stored) };
             return Err(Error::format(
                 f.path(),
-                format!("tensor `{key}` has shape {shape}, the model config needs {}", Shape::from(expected)),
+                format!("tensor `{key}`{stored} has shape {}, the model config needs {}", e.shape, Shape::from(expected)),
             ));
         }
-        let t = f.load(stored, dtype, &self.device)?;
+        let t = match &e.transform {
+            Transform::Identity => f.load(&e.stored, dtype, &self.device)?,
+            Transform::Reshape(dims) => f.load(&e.stored, dtype, &self.device)?.reshape(dims.as_slice())?,
+            // Cut on the host and copy the part, so the model does not keep the whole stack alive.
+            Transform::Slice { index, .. } => {
+                let rows = e.shape.dims()[0];
+                f.load(&e.stored, dtype, &Device::Cpu)?
+                    .narrow0(index * rows, rows)?
+                    .deep_clone()?
+                    .to_device(&self.device)?
+            }
+        };
         self.used.lock().expect("weights lock").insert(key.to_string());
         Ok(t)
     }
@@ -246,5 +342,22 @@ impl<'a> Scope<'a> {
 
     pub fn weights(&self) -> &'a Weights {
         self.weights
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transforms_give_the_model_shape_or_say_why_not() {
+        let s = Shape::from([768, 768, 1, 1]);
+        assert_eq!(Transform::Identity.apply_to_shape(&s), Ok(s.clone()));
+        assert_eq!(Transform::Reshape(vec![768, 768]).apply_to_shape(&s), Ok(Shape::from([768, 768])));
+        assert!(Transform::Reshape(vec![768, 767]).apply_to_shape(&s).unwrap_err().contains("[768, 767]"));
+        let qkv = Shape::from([3072, 1024]);
+        assert_eq!(Transform::Slice { index: 2, parts: 3 }.apply_to_shape(&qkv), Ok(Shape::from([1024, 1024])));
+        assert!(Transform::Slice { index: 3, parts: 3 }.apply_to_shape(&qkv).is_err());
+        assert!(Transform::Slice { index: 0, parts: 5 }.apply_to_shape(&qkv).unwrap_err().contains("[3072, 1024]"));
     }
 }

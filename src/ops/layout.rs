@@ -1,4 +1,5 @@
-//! Data movement: permute, cat, narrow (a copy), nearest 2x upsampling, embedding lookup, row
+//! Data movement: permute, cat, narrow (a copy), nearest upsampling (2x, or to any size as
+//! torch's `interpolate(size=..)`), embedding lookup, row
 //! gather, and the NCHW <-> token transposes of the U-Net's transformer blocks. No arithmetic,
 //! so every dtype is moved as is, on both backends (upsampling takes float dtypes only).
 //! Index operands (ids, row indices) are checked against their range on the host.
@@ -118,6 +119,34 @@ pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
     match x.device() {
         Device::Cpu => crate::cpu::layout::upsample_nearest2x(x, (n, c, h, w)),
         Device::Cuda(d) => cuda::layout::upsample_nearest2x(&d, x, (n, c, h, w)),
+    }
+}
+
+/// The source index torch's nearest interpolation reads for output index `dst` when resizing
+/// `input` -> `output` elements along one axis: min(floor(dst * (input / output)), input - 1)
+/// with the scale and the product in f32, as aten's `nearest_idx` (UpSample.h) computes it; for
+/// output = 2 * input this is dst / 2, for output = input the identity.
+pub fn nearest_source_index(dst: usize, input: usize, output: usize) -> usize {
+    let scale = input as f32 / output as f32;
+    ((dst as f32 * scale).floor() as usize).min(input - 1)
+}
+
+/// x: [N, C, H, W] (float) -> [N, C, out_h, out_w], nearest neighbour as torch's
+/// `interpolate(size=(out_h, out_w), mode="nearest")`: out[.., y, x] = in[.., sy, sx] with
+/// sy = `nearest_source_index(y, H, out_h)` (same for x). The U-Net's upsamplers use it when the
+/// latent size is not a multiple of 2^levels (diffusers' `upsample_size`).
+pub fn upsample_nearest(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4("upsample_nearest")?;
+    ensure_op!(x.dtype().is_float(), "upsample_nearest", "expected a float tensor, got {} of shape {}", x.dtype(), x.shape());
+    ensure_op!(
+        out_h > 0 && out_w > 0 && h > 0 && w > 0,
+        "upsample_nearest",
+        "cannot resize x {} to {out_h}x{out_w}: every spatial size must be at least 1",
+        x.shape()
+    );
+    match x.device() {
+        Device::Cpu => crate::cpu::layout::upsample_nearest(x, (n, c, h, w), (out_h, out_w)),
+        Device::Cuda(d) => cuda::layout::upsample_nearest(&d, x, (n, c, h, w), (out_h, out_w)),
     }
 }
 

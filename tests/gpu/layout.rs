@@ -118,7 +118,13 @@ fn upsample_embedding_and_gather() {
     for dtype in DType::FLOATS {
         for (i, shape) in [[2usize, 1280, 16, 16], [1, 3, 5, 7], [2, 640, 32, 32]].iter().enumerate() {
             let x = randn(shape, 20 + i as u64).to_dtype(dtype).unwrap();
-            check_exact(&format!("upsample {shape:?} {dtype}"), &[x], |t| layout::upsample_nearest2x(&t[0]));
+            check_exact(&format!("upsample {shape:?} {dtype}"), std::slice::from_ref(&x), |t| layout::upsample_nearest2x(&t[0]));
+            // to any size: the U-Net's odd latent sizes (a 13x11 skip from 7x6), a shrink,
+            // 2x through the generic kernel, SD 1.5's 64x64 level at 512 px
+            let (h, w) = (shape[2], shape[3]);
+            for (oh, ow) in [(2 * h - 1, 2 * w + 1), (h / 2 + 1, w), (2 * h, 2 * w), (3 * h + 2, 7)] {
+                check_exact(&format!("upsample {shape:?} -> {oh}x{ow} {dtype}"), std::slice::from_ref(&x), |t| layout::upsample_nearest(&t[0], oh, ow));
+            }
         }
         // CLIP's token embedding: ids [2, 77] into [49408, 768].
         let table = uniform(&[49408, 768], -1.0, 1.0, 30).to_dtype(dtype).unwrap();

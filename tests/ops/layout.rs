@@ -157,6 +157,60 @@ fn upsample_nearest2x_repeats_each_pixel() {
     assert!(layout::upsample_nearest2x(&iota_i64(&[1, 1, 2, 2])).is_err());
 }
 
+/// Source indices torch's `F.interpolate(size=.., mode="nearest")` reads, printed by torch 2.x
+/// for these (input, output) sizes.
+const TORCH_NEAREST: &[(usize, usize, &[usize])] = &[
+    (3, 7, &[0, 0, 0, 1, 1, 2, 2]),
+    (2, 5, &[0, 0, 0, 1, 1]),
+    (6, 13, &[0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]),
+    (5, 3, &[0, 1, 3]),
+    (4, 4, &[0, 1, 2, 3]),
+    (3, 6, &[0, 0, 1, 1, 2, 2]),
+    (7, 10, &[0, 0, 1, 2, 2, 3, 4, 4, 5, 6]),
+    (10, 7, &[0, 1, 2, 4, 5, 7, 8]),
+    (14, 20, &[0, 0, 1, 2, 2, 3, 4, 4, 5, 6, 7, 7, 8, 9, 9, 10, 11, 11, 12, 13]),
+];
+
+#[test]
+fn upsample_nearest_reads_torchs_source_pixels() {
+    for &(input, output, want) in TORCH_NEAREST {
+        let got: Vec<usize> = (0..output).map(|d| layout::nearest_source_index(d, input, output)).collect();
+        assert_eq!(got, want, "{input} -> {output}");
+    }
+    // A 2x3 map resized to 3x7 (rows 0,0,1; columns 0,0,0,1,1,2,2), in every float dtype.
+    for dtype in DType::FLOATS {
+        let x = cpu(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 1, 2, 3]).to_dtype(dtype).unwrap();
+        let y = layout::upsample_nearest(&x, 3, 7).unwrap();
+        assert_eq!((y.dims(), y.dtype()), (&[1usize, 1, 3, 7][..], dtype));
+        #[rustfmt::skip]
+        let want = vec![
+            1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0,
+            1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0,
+            4.0, 4.0, 4.0, 5.0, 5.0, 6.0, 6.0,
+        ];
+        assert_eq!(y.to_f32_vec().unwrap(), want);
+    }
+    // Any size against the exact integer formula floor(d * in / out) (equal to torch's f32
+    // product for all these sizes), and 2x against upsample_nearest2x.
+    let x = randn(&[2, 3, 6, 5], 11);
+    let xv = x.to_f32_vec().unwrap();
+    for (oh, ow) in [(13, 11), (12, 10), (6, 5), (3, 2), (1, 1), (17, 4)] {
+        let y = layout::upsample_nearest(&x, oh, ow).unwrap();
+        assert_eq!(y.dims(), &[2, 3, oh, ow]);
+        for (i, &v) in y.to_f32_vec().unwrap().iter().enumerate() {
+            let idx = unravel(i, &[2, 3, oh, ow]);
+            let (sy, sx) = ((idx[2] * 6 / oh).min(5), (idx[3] * 5 / ow).min(4));
+            assert_eq!(v, xv[((idx[0] * 3 + idx[1]) * 6 + sy) * 5 + sx], "{oh}x{ow} element {i}");
+        }
+    }
+    let two = layout::upsample_nearest(&x, 12, 10).unwrap().to_f32_vec().unwrap();
+    assert_eq!(two, layout::upsample_nearest2x(&x).unwrap().to_f32_vec().unwrap());
+    let err = layout::upsample_nearest(&x, 0, 3).unwrap_err().to_string();
+    assert!(err.contains("[2, 3, 6, 5]") && err.contains("0x3"), "{err}");
+    assert!(layout::upsample_nearest(&randn(&[2, 3, 4], 1), 4, 4).is_err());
+    assert!(layout::upsample_nearest(&iota_i64(&[1, 1, 2, 2]), 3, 3).is_err());
+}
+
 #[test]
 fn embedding_looks_up_rows_for_i64_and_i32_ids() {
     let table = randn(&[5, 4], 10);
