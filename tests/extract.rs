@@ -345,3 +345,47 @@ fn bad_input_is_named() {
     let o = Command::new(env!("CARGO_BIN_EXE_revelio")).args(["extract", "--model", "m", "--data", "d", "--out", "o", "--shard", "3/2"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--shard 3/2"));
 }
+
+#[test]
+fn parquet_dataset_with_captions_through_the_cli() {
+    let dir = tmp("parquet");
+    let out = dir.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_revelio"))
+        .args(["extract", "--model"])
+        .arg(sd())
+        .arg("--data")
+        .arg(root().join("tests/fixtures/datasets/hf"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--split", "train", "--captions", "--caption-column", "text", "--layers", "up.1", "--timesteps", "10"])
+        .args(["--resolution", "16", "--device", "cpu", "--pooling", "avg:2x2", "--dtype", "f16"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 failures"));
+    let store = FeatureStore::open(&out).unwrap();
+    let m = store.manifest();
+    assert_eq!(m.class_names, ["zebra", "cat", "dog"]);
+    assert_eq!(m.failures[0].path, "data/train-00001-of-00002.parquet#1");
+    assert_eq!(m.settings["conditioning"], "captions");
+    assert_eq!(store.feature_shape("up.1", 10).unwrap(), [8, 2, 2]);
+    let want: Vec<i64> = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(root().join("tests/fixtures/datasets/expected.json")).unwrap())
+        .unwrap()["train"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["label"].as_i64().unwrap())
+        .collect();
+    assert_eq!(store.labels(), want);
+    // Captions change the features: the same run with the empty prompt differs.
+    let opts = ExtractOptions {
+        dataset: root().join("tests/fixtures/datasets/hf"),
+        dataset_options: DatasetOptions { split: Some("train".into()), ..Default::default() },
+        layers: vec!["up.1".into()],
+        timesteps: vec![10],
+        pooling: Pooling::Avg(2, 2),
+        ..options(&sd(), &dir, &dir.join("empty"))
+    };
+    extract(&opts, false).unwrap();
+    assert_ne!(read(&dir.join("empty"), "up.1", 10)[..32], read(&out, "up.1", 10)[..32]);
+}

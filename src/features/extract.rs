@@ -17,6 +17,7 @@
 //! timestep, draw) serves all layers and stops after the deepest.
 
 use super::backbone::{Backbone, Conditioning, DitClass, Posterior};
+use crate::models::taps::TapRequest;
 use super::dataset::{Dataset, DatasetOptions};
 use super::image::Preprocess;
 use super::prefetch::Prefetcher;
@@ -24,6 +25,7 @@ use super::store::{Failure, FeatureStoreWriter, Manifest, Pooling, STORE_FORMAT}
 use crate::progress::Progress;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ops, rng, Context, Error, Result};
+use rayon::prelude::*;
 use serde_json::{json, Map};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -138,6 +140,14 @@ fn check(opts: &ExtractOptions, ds: &Dataset) -> Result<()> {
     if opts.timesteps.is_empty() {
         return bad("--timesteps: give at least one timestep".into());
     }
+    let mut seen = HashSet::new();
+    if let Some(t) = opts.timesteps.iter().find(|t| !seen.insert(**t)) {
+        return bad(format!("--timesteps: {t} is given twice"));
+    }
+    let mut seen = HashSet::new();
+    if let Some(l) = opts.layers.iter().find(|l| !seen.insert(l.as_str())) {
+        return bad(format!("--layers: {l} is given twice"));
+    }
     if opts.batch_size == 0 || opts.noise_draws == 0 || opts.resolution == 0 {
         return bad("--batch-size, --noise-draws and --resolution must be at least 1".into());
     }
@@ -166,6 +176,12 @@ fn check(opts: &ExtractOptions, ds: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// The model folder as the manifest records it: absolute, so that a rerun from another working
+/// folder resumes.
+fn model_path(p: &Path) -> String {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+}
+
 /// The manifest this run writes (everything that shapes the features).
 fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone, shard_size: usize) -> Manifest {
     let mut s = Map::new();
@@ -188,7 +204,7 @@ fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone, shard_size: usiz
     }
     Manifest {
         format: STORE_FORMAT.into(),
-        model: opts.model.display().to_string(),
+        model: model_path(&opts.model),
         model_config_hash: bb.config_hash.clone(),
         layers: opts.layers.clone(),
         timesteps: opts.timesteps.clone(),
@@ -235,7 +251,7 @@ fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone) -> Manifes
     s.insert("vae".into(), json!(bb.vae.config().scaling_factor));
     Manifest {
         format: STORE_FORMAT.into(),
-        model: opts.model.join("vae").display().to_string(),
+        model: model_path(&opts.model.join("vae")),
         model_config_hash: bb.config_hash.clone(),
         layers: vec!["latents".into()],
         timesteps: vec![0],
@@ -251,12 +267,93 @@ fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone) -> Manifes
     }
 }
 
+/// What one run holds while it works through its shards.
+struct Run<'a> {
+    opts: &'a ExtractOptions,
+    ds: Arc<Dataset>,
+    bb: Backbone,
+    requests: Vec<TapRequest>,
+    /// [1, L, h, w]: the latent of one image, and its element count.
+    latent_dims: Vec<usize>,
+    latent_per: usize,
+    dit_classes: Option<usize>,
+}
+
+impl Run<'_> {
+    /// Latents [n, L, h, w] (host rows `start..start + n` of `lat`) as the model's input.
+    fn latents(&self, lat: &BlockLatents, start: usize, n: usize) -> Result<Tensor> {
+        let off = (start - lat.start) * self.latent_per;
+        let mut dims = self.latent_dims.clone();
+        dims[0] = n;
+        Tensor::from_vec(lat.data[off..off + n * self.latent_per].to_vec(), dims, &Device::Cpu)?
+            .to_device(self.bb.device())?
+            .to_dtype(self.opts.model_dtype)
+    }
+
+    /// The noise of images `idx` at timestep t, draw d: [n, L, h, w] on the model's device.
+    fn noise(&self, idx: &[usize], t: usize, d: usize) -> Result<Tensor> {
+        let seed = self.opts.seed;
+        let eps: Vec<f32> = idx
+            .par_iter()
+            .flat_map_iter(|&i| rng::normal_vec(rng::derive(seed, &[i as u64, t as u64, d as u64]), 0, self.latent_per))
+            .collect();
+        let mut dims = self.latent_dims.clone();
+        dims[0] = idx.len();
+        Tensor::from_vec(eps, dims, &Device::Cpu)?.to_device(self.bb.device())?.to_dtype(self.opts.model_dtype)
+    }
+
+    /// Pooled features of images `idx` for every (layer, timestep), in the order layer-major:
+    /// `out[l * T + t]` holds [n, per-image...] rows, with their per-image shape.
+    fn batch_features(&mut self, lat: &BlockLatents, idx: &[usize]) -> Result<Vec<(Vec<f32>, Vec<usize>)>> {
+        let opts = self.opts;
+        let n = idx.len();
+        let x0 = self.latents(lat, idx[0], n)?;
+        let ds = self.ds.clone();
+        let entries: Vec<_> = idx.iter().map(|&i| &ds.entries()[i]).collect();
+        let ctx = if self.bb.is_dit() { None } else { Some(self.bb.conditioning(&opts.conditioning, &entries, ds.class_names())?) };
+        let labels = match self.dit_classes {
+            Some(null) => {
+                let y: Vec<i64> = entries.iter().map(|e| if opts.dit_class == DitClass::Label { e.label } else { null as i64 }).collect();
+                Some(Tensor::from_vec(y, [n], &Device::Cpu)?)
+            }
+            None => None,
+        };
+        // DiT without --dit-noise sees the clean latent: one pass, no draws.
+        let noised = !self.bb.is_dit() || opts.dit_noise;
+        let draws = if noised { opts.noise_draws } else { 1 };
+        let nt = opts.timesteps.len();
+        let mut out: Vec<(Vec<f32>, Vec<usize>)> = vec![(Vec::new(), Vec::new()); self.requests.len() * nt];
+        for (ti, &t) in opts.timesteps.iter().enumerate() {
+            for d in 0..draws {
+                let x = if noised { self.bb.ddim.add_noise(&x0, &self.noise(idx, t, d)?, &[t])? } else { x0.clone() };
+                let vals = self.bb.forward(&x, t, ctx.as_ref(), labels.as_ref(), &self.requests)?;
+                for (li, r) in self.requests.iter().enumerate() {
+                    let v = vals.get(&r.name).ok_or_else(|| Error::Msg(format!("layer {} was not recorded", r.name)))?;
+                    let (p, shape) = pool(v, opts.pooling)?;
+                    let slot = &mut out[li * nt + ti];
+                    if slot.0.is_empty() {
+                        *slot = (p, shape);
+                    } else {
+                        slot.0.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+                    }
+                }
+            }
+        }
+        if draws > 1 {
+            let inv = 1.0 / draws as f32;
+            out.iter_mut().for_each(|(v, _)| v.iter_mut().for_each(|x| *x *= inv));
+        }
+        Ok(out)
+    }
+}
+
 /// Extracts features as `opts` says; see the module docs. `progress`: show a bar or log lines.
 pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> {
     let t_start = Instant::now();
+    // 1. the dataset, the models, and every check that can fail before any work
     let ds = Arc::new(Dataset::open(&opts.dataset, &opts.dataset_options)?);
     check(opts, &ds)?;
-    let mut bb = Backbone::load(&opts.model, opts.model_dtype, &opts.device)?;
+    let bb = Backbone::load(&opts.model, opts.model_dtype, &opts.device)?;
     let requests = bb.resolve(&opts.layers)?;
     let steps = bb.ddim.alphas_cumprod().len();
     if let Some(&t) = opts.timesteps.iter().find(|&&t| t >= steps) {
@@ -268,197 +365,120 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
             return Err(Error::Config(format!("--dit-class label: image {} has label {}, DiT has classes 0..{classes}", e.path, e.label)));
         }
     }
-    let pre = Preprocess::Eval { resolution: opts.resolution };
 
-    // Probe one blank image: checks the resolution fits the models, gives the feature shapes.
+    // 2. probe one blank image: checks the resolution fits the models, sizes the shards
     let probe = Tensor::zeros([1, 3, opts.resolution, opts.resolution], DType::F32, &Device::Cpu)?;
     let latent_dims = bb.encode(&probe, Posterior::Mean, 0, &[0]).context("running the VAE at --resolution")?.dims().to_vec();
-    let per_image_bytes = {
-        let lat = Tensor::zeros(latent_dims.clone(), DType::F32, &Device::Cpu)?;
-        let ctx = if bb.is_dit() { None } else { Some(bb.conditioning(&Conditioning::Empty, &[&ds.entries()[0]], &[])?) };
-        let labels = dit_classes.map(|c| Tensor::from_vec(vec![c as i64], [1], &Device::Cpu)).transpose()?;
-        let vals = bb.forward(&lat, opts.timesteps[0], ctx.as_ref(), labels.as_ref(), &requests).context("running the model at --resolution")?;
-        let mut bytes = 0;
-        for v in vals.values() {
-            bytes += pool(v, opts.pooling)?.0.len() * opts.dtype.size_in_bytes();
-        }
-        bytes * opts.timesteps.len()
-    };
-    let shard_size = opts.shard_size.unwrap_or_else(|| {
-        let fit = (SHARD_BYTES / per_image_bytes.max(1)).clamp(1, BLOCK);
-        1 << fit.ilog2()
-    });
+    let mut run = Run { opts, ds: ds.clone(), bb, requests, latent_per: latent_dims[1..].iter().product(), latent_dims, dit_classes };
+    let probe_lat = BlockLatents { start: 0, data: vec![0.0; run.latent_per], failures: Vec::new() };
+    let per_image_bytes: usize = run
+        .batch_features(&probe_lat, &[0])
+        .context("running the model at --resolution")?
+        .iter()
+        .map(|(v, _)| v.len() * opts.dtype.size_in_bytes())
+        .sum();
+    let shard_size = opts.shard_size.unwrap_or_else(|| 1 << (SHARD_BYTES / per_image_bytes.max(1)).clamp(1, BLOCK).ilog2());
 
+    // 3. the store (resumed if there), the shards still to do, the latent cache
     let out = part_dir(&opts.out, opts.part);
-    let mut writer = FeatureStoreWriter::create_or_resume(&out, manifest(opts, &ds, &bb, shard_size))?;
+    let mut writer = FeatureStoreWriter::create_or_resume(&out, manifest(opts, &ds, &run.bb, shard_size))?;
     let range = part_range(ds.len(), opts.part.0, opts.part.1);
-    let shards = grid(range.clone(), shard_size);
-    let todo: Vec<(usize, usize)> = shards.iter().copied().filter(|&(s, c)| !writer.has_shard(s, c)).collect();
+    let todo: Vec<(usize, usize)> = grid(range.clone(), shard_size).into_iter().filter(|&(s, c)| !writer.has_shard(s, c)).collect();
     let mut summary = ExtractSummary { out: out.clone(), images: range.len(), ..Default::default() };
     summary.already_done = range.len() - todo.iter().map(|s| s.1).sum::<usize>();
     let mut cache = match &opts.latent_cache {
-        Some(dir) => Some(FeatureStoreWriter::create_or_resume(part_dir(dir, opts.part), cache_manifest(opts, &ds, &bb))?),
+        Some(dir) => Some(FeatureStoreWriter::create_or_resume(part_dir(dir, opts.part), cache_manifest(opts, &ds, &run.bb))?),
         None => None,
     };
 
-    // Which images need decoding: whole blocks when caching (unless cached), else the shards to do.
-    let blocks = grid(range.clone(), BLOCK);
-    let mut decode: Vec<usize> = Vec::new();
-    let mut block_plan = Vec::new();
-    for &(bs, bc) in &blocks {
+    // 4. what to decode: whole blocks when caching (unless cached), else the shards to do;
+    //    batches never cross a block, so each block's latents complete in order
+    let mut plan = Vec::new();
+    let mut decode: Vec<Vec<usize>> = Vec::new();
+    for (bs, bc) in grid(range.clone(), BLOCK) {
         let mine: Vec<(usize, usize)> = todo.iter().copied().filter(|&(s, _)| s >= bs && s < bs + bc).collect();
         if mine.is_empty() {
             continue;
         }
         let cached = cache.as_ref().is_some_and(|c| c.has_shard(bs, bc));
-        if !cached {
-            match cache {
-                Some(_) => decode.extend(bs..bs + bc),
-                None => mine.iter().for_each(|&(s, c)| decode.extend(s..s + c)),
-            }
-        }
-        block_plan.push(((bs, bc), mine, cached));
+        let images: Vec<usize> = match (&cache, cached) {
+            (_, true) => Vec::new(),
+            (Some(_), false) => (bs..bs + bc).collect(),
+            (None, _) => mine.iter().flat_map(|&(s, c)| s..s + c).collect(),
+        };
+        decode.extend(images.chunks(opts.batch_size).map(|c| c.to_vec()));
+        plan.push(((bs, bc), mine, cached, images.len()));
     }
-    let batches: Vec<Vec<usize>> = {
-        // Batches never cross a block, so each block's latents complete in order.
-        let mut v = Vec::new();
-        let mut cur: Vec<usize> = Vec::new();
-        for &i in &decode {
-            if !cur.is_empty() && (cur.len() == opts.batch_size || i / BLOCK != cur[0] / BLOCK) {
-                v.push(std::mem::take(&mut cur));
-            }
-            cur.push(i);
-        }
-        if !cur.is_empty() {
-            v.push(cur);
-        }
-        v
-    };
-    let mut prefetch = Prefetcher::new(ds.clone(), batches, pre, 4, opts.workers)?;
-
+    let mut prefetch = Prefetcher::new(ds.clone(), decode, Preprocess::Eval { resolution: opts.resolution }, 4, opts.workers)?;
     let mut bar = progress.then(|| {
         let mut p = Progress::new("extract", range.len() as u64, "img");
         p.set_position(summary.already_done as u64);
         p
     });
-    let latent_per = latent_dims[1..].iter().product::<usize>();
-    'blocks: for ((bs, bc), mine, cached) in block_plan {
-        // 1. the block's latents: from the cache, or decoded and encoded now
-        let need = if cached || cache.is_some() { bc } else { mine.iter().map(|&(_, c)| c).sum() };
-        let mut lat = BlockLatents { start: bs, data: vec![0.0; bc * latent_per], failures: Vec::new() };
+
+    'blocks: for ((bs, bc), mine, cached, to_decode) in plan {
+        // 5. the block's latents: from the cache, or decoded and encoded now
+        let mut lat = BlockLatents { start: bs, data: vec![0.0; bc * run.latent_per], failures: Vec::new() };
+        let t0 = Instant::now();
         if cached {
-            let t0 = Instant::now();
             let c = cache.as_ref().expect("cached implies a cache");
             lat.data = c.read_shard(bs, bc, "latents", 0)?.to_f32_vec()?;
             lat.failures = c.manifest().failures.iter().filter(|f| f.index >= bs && f.index < bs + bc).cloned().collect();
-            summary.vae += t0.elapsed();
-        } else {
-            let mut got = 0;
-            while got < need {
-                let batch = prefetch.next().ok_or_else(|| Error::Msg("the decode pipeline ended early".into()))??;
-                summary.decode += batch.decode_time;
-                let t0 = Instant::now();
-                let z = bb.encode(&batch.images, opts.posterior, opts.seed, &batch.indices)?.to_f32_vec()?;
-                summary.vae += t0.elapsed();
-                let failed: HashSet<usize> = batch.failures.iter().map(|f| f.index).collect();
-                for (k, &i) in batch.indices.iter().enumerate() {
-                    if !failed.contains(&i) {
-                        let off = (i - bs) * latent_per;
-                        lat.data[off..off + latent_per].copy_from_slice(&z[k * latent_per..(k + 1) * latent_per]);
-                    }
-                }
-                lat.failures.extend(batch.failures);
-                got += batch.indices.len();
-            }
-            if let Some(c) = cache.as_mut() {
-                let t0 = Instant::now();
-                let mut dims = latent_dims.clone();
-                dims[0] = bc;
-                let t = Tensor::from_vec(lat.data.clone(), dims, &Device::Cpu)?;
-                c.write_shard(bs, bc, &[(("latents".into(), 0), t)], &lat.failures)?;
-                summary.write += t0.elapsed();
-            }
         }
-        // 2. features of each shard of the block still to do
-        for (s, c) in mine {
-            let failed: HashSet<usize> = lat.failures.iter().filter(|f| f.index >= s && f.index < s + c).map(|f| f.index).collect();
-            let mut acc: Vec<Vec<f32>> = vec![Vec::new(); requests.len() * opts.timesteps.len()];
-            let mut shapes: Vec<Vec<usize>> = vec![Vec::new(); acc.len()];
+        let mut got = 0;
+        while got < to_decode {
+            let batch = prefetch.next().ok_or_else(|| Error::Msg("the decode pipeline ended early".into()))??;
+            summary.decode += batch.decode_time;
+            let z = run.bb.encode(&batch.images, opts.posterior, opts.seed, &batch.indices)?.to_f32_vec()?;
+            let failed: HashSet<usize> = batch.failures.iter().map(|f| f.index).collect();
+            let per = run.latent_per;
+            for (k, &i) in batch.indices.iter().enumerate().filter(|(_, i)| !failed.contains(i)) {
+                lat.data[(i - bs) * per..(i - bs + 1) * per].copy_from_slice(&z[k * per..(k + 1) * per]);
+            }
+            lat.failures.extend(batch.failures);
+            got += batch.indices.len();
+        }
+        summary.vae += t0.elapsed();
+        if let (Some(c), false) = (cache.as_mut(), cached) {
             let t0 = Instant::now();
+            let mut dims = run.latent_dims.clone();
+            dims[0] = bc;
+            c.write_shard(bs, bc, &[(("latents".into(), 0), Tensor::from_vec(lat.data.clone(), dims, &Device::Cpu)?)], &lat.failures)?;
+            summary.write += t0.elapsed();
+        }
+
+        for (s, c) in mine {
+            // 6. the features of each shard still to do, batch by batch
+            let t0 = Instant::now();
+            let mut acc: Vec<(Vec<f32>, Vec<usize>)> = Vec::new();
             for b0 in (s..s + c).step_by(opts.batch_size) {
                 let idx: Vec<usize> = (b0..(b0 + opts.batch_size).min(s + c)).collect();
-                let n = idx.len();
-                let off = (b0 - lat.start) * latent_per;
-                let mut dims = latent_dims.clone();
-                dims[0] = n;
-                let x0 = Tensor::from_vec(lat.data[off..off + n * latent_per].to_vec(), dims.clone(), &Device::Cpu)?
-                    .to_device(bb.device())?
-                    .to_dtype(opts.model_dtype)?;
-                let entries: Vec<_> = idx.iter().map(|&i| &ds.entries()[i]).collect();
-                let ctx = if bb.is_dit() { None } else { Some(bb.conditioning(&opts.conditioning, &entries, ds.class_names())?) };
-                let labels = match dit_classes {
-                    Some(classes) => {
-                        let y: Vec<i64> = entries.iter().map(|e| if opts.dit_class == DitClass::Label { e.label } else { classes as i64 }).collect();
-                        Some(Tensor::from_vec(y, [n], &Device::Cpu)?)
-                    }
-                    None => None,
-                };
-                let noised = !bb.is_dit() || opts.dit_noise;
-                let draws = if noised { opts.noise_draws } else { 1 };
-                for (ti, &t) in opts.timesteps.iter().enumerate() {
-                    let mut sums: Vec<Vec<f32>> = vec![Vec::new(); requests.len()];
-                    for d in 0..draws {
-                        let x = if noised {
-                            let mut eps = Vec::with_capacity(n * latent_per);
-                            for &i in &idx {
-                                eps.extend(rng::normal_vec(rng::derive(opts.seed, &[i as u64, t as u64, d as u64]), 0, latent_per));
-                            }
-                            let eps = Tensor::from_vec(eps, dims.clone(), &Device::Cpu)?.to_device(bb.device())?.to_dtype(opts.model_dtype)?;
-                            bb.ddim.add_noise(&x0, &eps, &[t])?
-                        } else {
-                            x0.clone()
-                        };
-                        let vals = bb.forward(&x, t, ctx.as_ref(), labels.as_ref(), &requests)?;
-                        for (li, r) in requests.iter().enumerate() {
-                            let v = vals.get(&r.name).ok_or_else(|| Error::Msg(format!("layer {} was not recorded", r.name)))?;
-                            let (p, shape) = pool(v, opts.pooling)?;
-                            shapes[li * opts.timesteps.len() + ti] = shape;
-                            if sums[li].is_empty() {
-                                sums[li] = p;
-                            } else {
-                                sums[li].iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-                            }
-                        }
-                    }
-                    for (li, mut v) in sums.into_iter().enumerate() {
-                        if draws > 1 {
-                            let inv = 1.0 / draws as f32;
-                            v.iter_mut().for_each(|x| *x *= inv);
-                        }
-                        acc[li * opts.timesteps.len() + ti].extend(v);
-                    }
+                let feats = run.batch_features(&lat, &idx)?;
+                if acc.is_empty() {
+                    acc = feats;
+                } else {
+                    acc.iter_mut().zip(feats).for_each(|(a, f)| a.0.extend(f.0));
                 }
-                summary.processed += n;
+                summary.processed += idx.len();
                 if let Some(p) = bar.as_mut() {
-                    p.inc(n as u64);
+                    p.inc(idx.len() as u64);
                 }
             }
             summary.model += t0.elapsed();
-            // 3. write the shard: failed images' rows zeroed
+            // 7. write the shard, failed images' rows zeroed
             let t0 = Instant::now();
+            let fails: Vec<Failure> = lat.failures.iter().filter(|f| f.index >= s && f.index < s + c).cloned().collect();
+            let nt = opts.timesteps.len();
             let mut features = Vec::with_capacity(acc.len());
-            for (k, mut v) in acc.into_iter().enumerate() {
-                let per: usize = shapes[k].iter().product();
-                for &i in &failed {
-                    v[(i - s) * per..(i - s + 1) * per].fill(0.0);
+            for (k, (mut v, shape)) in acc.into_iter().enumerate() {
+                let per: usize = shape.iter().product();
+                for f in &fails {
+                    v[(f.index - s) * per..(f.index - s + 1) * per].fill(0.0);
                 }
-                let mut dims = vec![c];
-                dims.extend(&shapes[k]);
-                let (li, ti) = (k / opts.timesteps.len(), k % opts.timesteps.len());
+                let dims: Vec<usize> = std::iter::once(c).chain(shape).collect();
                 let t = Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(opts.dtype)?;
-                features.push(((opts.layers[li].clone(), opts.timesteps[ti]), t));
+                features.push(((opts.layers[k / nt].clone(), opts.timesteps[k % nt]), t));
             }
-            let fails: Vec<Failure> = lat.failures.iter().filter(|f| failed.contains(&f.index)).cloned().collect();
             summary.failures += fails.len();
             writer.write_shard(s, c, &features, &fails).with_context(|| format!("writing the shard of images {s}..{} to {}", s + c, out.display()))?;
             summary.write += t0.elapsed();
