@@ -94,7 +94,8 @@ fn preprocessing_from_files_matches_torchvision() {
 fn resized_crop_and_flip_match_torchvision() {
     let f = common::fixture("images/expected.safetensors");
     // CROPS and CROP_SIZE of make_image_fixtures.py: (top, left, height, width, flip).
-    let crops: &[(&str, &[(usize, usize, usize, usize, bool)])] =
+    type Crop = (usize, usize, usize, usize, bool);
+    let crops: &[(&str, &[Crop])] =
         &[("rgb_odd", &[(3, 5, 20, 31, false), (0, 0, 31, 47, true)]), ("rgb_jpeg", &[(4, 2, 25, 19, true)])];
     for (name, list) in crops {
         let img = pil_decoded(name);

@@ -59,9 +59,15 @@ pub enum DitClass {
     Label,
 }
 
+struct SdNet {
+    unet: UNet2DConditionModel,
+    text: ClipTextModel,
+    tokenizer: ClipTokenizer,
+}
+
 enum Net {
-    Sd { unet: UNet2DConditionModel, text: ClipTextModel, tokenizer: ClipTokenizer },
-    Dit { dit: DiT },
+    Sd(Box<SdNet>),
+    Dit(Box<DiT>),
 }
 
 /// A loaded pipeline: the denoiser, the VAE and the noise schedule.
@@ -130,17 +136,17 @@ impl Backbone {
             let (unet_dir, vae_dir) = (need(dir, "unet", kind)?, need(dir, "vae", kind)?);
             let (text_dir, tok_dir, sched_dir) = (need(dir, "text_encoder", kind)?, need(dir, "tokenizer", kind)?, need(dir, "scheduler", kind)?);
             files.extend([unet_dir.join("config.json"), text_dir.join("config.json")]);
-            let net = Net::Sd {
+            let net = Net::Sd(Box::new(SdNet {
                 unet: UNet2DConditionModel::load(&unet_dir, dtype, device)?,
                 text: ClipTextModel::load(&text_dir, dtype, device)?,
                 tokenizer: ClipTokenizer::from_dir(&tok_dir)?,
-            };
+            }));
             (net, vae_dir, Some(sched_dir))
         } else if dir.join("transformer").is_dir() {
             let vae_dir = need(dir, "vae", "DiT")?;
             files.push(dir.join("transformer").join("config.json"));
             let sched = dir.join("scheduler");
-            (Net::Dit { dit: DiT::load(&dir.join("transformer"), dtype, device)? }, vae_dir, sched.is_dir().then_some(sched))
+            (Net::Dit(Box::new(DiT::load(&dir.join("transformer"), dtype, device)?)), vae_dir, sched.is_dir().then_some(sched))
         } else {
             let what = std::fs::read_to_string(dir.join("config.json"))
                 .ok()
@@ -179,13 +185,13 @@ impl Backbone {
 
     pub fn kind(&self) -> &'static str {
         match self.net {
-            Net::Sd { .. } => "sd",
-            Net::Dit { .. } => "dit",
+            Net::Sd(_) => "sd",
+            Net::Dit(_) => "dit",
         }
     }
 
     pub fn is_dit(&self) -> bool {
-        matches!(self.net, Net::Dit { .. })
+        matches!(self.net, Net::Dit(_))
     }
 
     /// Resolves layer names to taps (an unknown name lists the ones the model offers).
@@ -193,8 +199,8 @@ impl Backbone {
         layers
             .iter()
             .map(|l| match &self.net {
-                Net::Sd { unet, .. } => unet.resolve_tap(l),
-                Net::Dit { dit } => dit.resolve_tap(l),
+                Net::Sd(sd) => sd.unet.resolve_tap(l),
+                Net::Dit(dit) => dit.resolve_tap(l),
             })
             .collect()
     }
@@ -202,8 +208,8 @@ impl Backbone {
     /// The DiT null class (num_classes), or None for Stable Diffusion.
     pub fn dit_classes(&self) -> Option<usize> {
         match &self.net {
-            Net::Dit { dit } => Some(dit.config().num_classes()),
-            Net::Sd { .. } => None,
+            Net::Dit(dit) => Some(dit.config().num_classes()),
+            Net::Sd(_) => None,
         }
     }
 
@@ -235,11 +241,11 @@ impl Backbone {
         if let Some(t) = self.prompts.get(text) {
             return Ok(t.clone());
         }
-        let Net::Sd { text: encoder, tokenizer, .. } = &self.net else {
+        let Net::Sd(sd) = &self.net else {
             return Err(Error::Msg("prompts are for Stable Diffusion".into()));
         };
-        let ids = tokenizer.encode_batch(&[text], 77)?;
-        let e = encoder.forward(&ids, false)?.last_hidden_state;
+        let ids = sd.tokenizer.encode_batch(&[text], 77)?;
+        let e = sd.text.forward(&ids, false)?.last_hidden_state;
         self.prompts.insert(text.to_string(), e.clone());
         Ok(e)
     }
@@ -257,11 +263,11 @@ impl Backbone {
                 .collect(),
             Conditioning::Captions => {
                 // Captions are mostly distinct: one pass over the batch, nothing cached.
-                let Net::Sd { text, tokenizer, .. } = &self.net else {
+                let Net::Sd(sd) = &self.net else {
                     return Err(Error::Msg("captions are for Stable Diffusion".into()));
                 };
                 let texts: Vec<&str> = entries.iter().map(|e| e.caption.as_deref().unwrap_or("")).collect();
-                return Ok(text.forward(&tokenizer.encode_batch(&texts, 77)?, false)?.last_hidden_state);
+                return Ok(sd.text.forward(&sd.tokenizer.encode_batch(&texts, 77)?, false)?.last_hidden_state);
             }
         };
         let rows = texts.iter().map(|t| self.prompt(t)).collect::<Result<Vec<_>>>()?;
@@ -276,11 +282,11 @@ impl Backbone {
         let mut taps = Taps::new(requests.to_vec(), false);
         let ts = Tensor::from_vec(vec![t as f32; b], [b], &Device::Cpu)?;
         match &self.net {
-            Net::Sd { unet, .. } => {
+            Net::Sd(sd) => {
                 let ctx = context.ok_or_else(|| Error::Msg("the U-Net needs its conditioning".into()))?;
-                unet.forward(x, &ts, ctx, &mut taps)?;
+                sd.unet.forward(x, &ts, ctx, &mut taps)?;
             }
-            Net::Dit { dit } => {
+            Net::Dit(dit) => {
                 let y = labels.ok_or_else(|| Error::Msg("DiT needs class labels".into()))?;
                 let x = x.to_device(dit.device())?;
                 dit.forward(&x, &ts, y, &mut taps)?;

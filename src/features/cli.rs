@@ -54,7 +54,7 @@ pub struct ExtractArgs {
     /// Seeds the noise (image i, timestep t, draw d: a stream of its own).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Average the features over this many noise draws.
+    /// Average the features over this many noise draws (DiT: with --dit-noise only).
     #[arg(long, default_value_t = 1)]
     pub noise_draws: usize,
     /// The VAE latent: mean (the posterior mean, the reference) or sample (seeded per image).
@@ -202,10 +202,11 @@ pub fn run_extract(args: &ExtractArgs) -> Result<()> {
         if s.failures > 0 { " (listed in manifest.json)" } else { "" }
     );
     println!(
-        "time: decode {:.1} s on the pool (the model waited {:.1} s for it), VAE {:.1} s, model {:.1} s, write {:.1} s",
+        "time: decode {:.1} s on the pool (the model waited {:.1} s for it), VAE {:.1} s, {} {:.1} s, write {:.1} s",
         secs(s.decode),
         secs(s.decode_wait),
         secs(s.vae),
+        s.model_name,
         secs(s.model),
         secs(s.write)
     );

@@ -222,7 +222,7 @@ impl Dataset {
     /// A CSV or JSONL manifest (module docs).
     pub fn manifest(file: &Path, format: DatasetFormat) -> Result<Dataset> {
         let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-        let rows: Vec<(usize, HashMap<String, String>)> = match format {
+        let rows: Records = match format {
             DatasetFormat::Csv => csv_records(&text).map_err(|e| Error::format(file, e))?,
             _ => jsonl_records(&text).map_err(|e| Error::format(file, e))?,
         };
@@ -382,9 +382,12 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Manifest rows as column -> value maps, each with the line it starts on.
+type Records = Vec<(usize, HashMap<String, String>)>;
+
 /// CSV records (RFC 4180: quoted fields may hold commas, newlines and doubled quotes) as
 /// header -> value maps, each with the line it starts on.
-fn csv_records(text: &str) -> std::result::Result<Vec<(usize, HashMap<String, String>)>, String> {
+fn csv_records(text: &str) -> std::result::Result<Records, String> {
     let mut records: Vec<(usize, Vec<String>)> = Vec::new();
     let mut field = String::new();
     let mut record: Vec<String> = Vec::new();
@@ -455,7 +458,7 @@ fn csv_records(text: &str) -> std::result::Result<Vec<(usize, HashMap<String, St
 }
 
 /// JSON Lines records: one object per non-empty line; numbers and strings become strings.
-fn jsonl_records(text: &str) -> std::result::Result<Vec<(usize, HashMap<String, String>)>, String> {
+fn jsonl_records(text: &str) -> std::result::Result<Records, String> {
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate() {
         if l.trim().is_empty() {

@@ -80,6 +80,8 @@ pub struct ExtractOptions {
 pub struct ExtractSummary {
     /// The store folder written.
     pub out: PathBuf,
+    /// "U-Net" or "DiT": what `model` timed.
+    pub model_name: &'static str,
     /// Images of this part, and those already stored before this run.
     pub images: usize,
     pub already_done: usize,
@@ -384,7 +386,8 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
     let mut writer = FeatureStoreWriter::create_or_resume(&out, manifest(opts, &ds, &run.bb, shard_size))?;
     let range = part_range(ds.len(), opts.part.0, opts.part.1);
     let todo: Vec<(usize, usize)> = grid(range.clone(), shard_size).into_iter().filter(|&(s, c)| !writer.has_shard(s, c)).collect();
-    let mut summary = ExtractSummary { out: out.clone(), images: range.len(), ..Default::default() };
+    let model_name = if run.bb.is_dit() { "DiT" } else { "U-Net" };
+    let mut summary = ExtractSummary { out: out.clone(), images: range.len(), model_name, ..Default::default() };
     summary.already_done = range.len() - todo.iter().map(|s| s.1).sum::<usize>();
     let mut cache = match &opts.latent_cache {
         Some(dir) => Some(FeatureStoreWriter::create_or_resume(part_dir(dir, opts.part), cache_manifest(opts, &ds, &run.bb))?),
@@ -509,7 +512,7 @@ mod tests {
             for i in 0..parts {
                 let r = part_range(n_img, i, parts);
                 assert_eq!(r.start, next);
-                assert!(r.start % BLOCK == 0 || r.start == n_img);
+                assert!(r.start.is_multiple_of(BLOCK) || r.start == n_img);
                 next = r.end;
             }
             assert_eq!(next, n_img);
