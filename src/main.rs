@@ -27,6 +27,14 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "sm_80,sm_90")]
         arch: Vec<String>,
     },
+    /// Extract diffusion features of every image of a dataset into a feature store
+    /// (resumable; --shard i/n for several GPUs or a Slurm array).
+    Extract(Box<revelio::features::cli::ExtractArgs>),
+    /// Feature-store tools: `merge` joins the parts of a sharded extraction.
+    Features {
+        #[command(subcommand)]
+        command: revelio::features::cli::FeaturesCommand,
+    },
     /// Tokenize prompts with a CLIP BPE tokenizer: one prompt per line on stdin, one JSON array
     /// of ids per line on stdout (start and end tokens, truncated and padded to --max-length).
     Tokenize {
@@ -161,6 +169,8 @@ fn main() -> ExitCode {
         Command::Info => return info(),
         Command::Kernels { arch } => return kernels(&arch),
         Command::Tokenize { tokenizer, max_length, flavor, no_pad } => tokenize(&tokenizer, max_length, &flavor, no_pad),
+        Command::Extract(args) => revelio::features::cli::run_extract(&args),
+        Command::Features { command } => revelio::features::cli::run_features(&command),
         Command::Forward(args) => revelio::models::forward::run(&args),
         Command::Bench(args) => revelio::models::bench::run(&args),
         Command::Diffc(args) => revelio::diffc::cli::run(&args),

@@ -137,6 +137,24 @@ impl Manifest {
     }
 }
 
+/// The manifest of the store in `dir`, checked to be one this revelio reads.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not a feature-store manifest: {e}")))?;
+    if manifest.format != STORE_FORMAT {
+        return Err(Error::format(&path, format!("format `{}`, this revelio reads `{STORE_FORMAT}`", manifest.format)));
+    }
+    Ok(manifest)
+}
+
+/// Writes `manifest` to `dir/manifest.json` atomically.
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| Error::Msg(format!("manifest: {e}")))?;
+    write_atomic(&dir.join(MANIFEST), text.as_bytes())
+}
+
 /// A feature store opened for reading.
 pub struct FeatureStore {
     dir: PathBuf,
@@ -148,19 +166,21 @@ pub struct FeatureStore {
 impl FeatureStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<FeatureStore> {
         let dir = dir.as_ref().to_path_buf();
+        let manifest = read_manifest(&dir)?;
         let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not a feature-store manifest: {e}")))?;
-        if manifest.format != STORE_FORMAT {
-            return Err(Error::format(&path, format!("format `{}`, this revelio reads `{STORE_FORMAT}`", manifest.format)));
-        }
         let mut shards = manifest.shards.clone();
         shards.sort_by_key(|s| s.start);
         for w in shards.windows(2) {
             if w[0].start + w[0].count != w[1].start {
                 return Err(Error::format(&path, format!("shards {} and {} leave a gap or overlap", w[0].file, w[1].file)));
             }
+        }
+        if let Some(part) = manifest.settings.get("part") {
+            return Err(Error::Config(format!(
+                "{}: part {part} of a sharded run; join the parts first with `revelio features merge {}`",
+                dir.display(),
+                dir.parent().unwrap_or(Path::new(".")).display()
+            )));
         }
         let manifest = Manifest { shards, ..manifest };
         let files = manifest.shards.iter().map(|_| OnceLock::new()).collect();
@@ -277,7 +297,7 @@ impl FeatureStoreWriter {
         let dir = dir.as_ref().to_path_buf();
         let path = dir.join(MANIFEST);
         if path.exists() {
-            let existing = FeatureStore::open(&dir)?.manifest;
+            let existing = read_manifest(&dir)?;
             let same = Manifest { shards: vec![], failures: vec![], feature_shapes: HashMap::new(), ..existing.clone() };
             let asked = Manifest { shards: vec![], failures: vec![], feature_shapes: HashMap::new(), ..manifest.clone() };
             if same != asked {
@@ -298,14 +318,26 @@ impl FeatureStoreWriter {
         &self.manifest
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Tensor (layer, timestep) of the stored shard of images `start..start + count`, as f32
+    /// on the CPU.
+    pub fn read_shard(&self, start: usize, count: usize, layer: &str, timestep: usize) -> Result<Tensor> {
+        let sh = self.manifest.shards.iter().find(|s| s.start == start && s.count == count).ok_or_else(|| {
+            Error::Config(format!("{}: no shard of images {start}..{}", self.dir.display(), start + count))
+        })?;
+        SafeTensorsFile::open(self.dir.join(&sh.file))?.load(&feature_key(layer, timestep), DType::F32, &Device::Cpu)
+    }
+
     /// Whether images `start..start + count` are already stored.
     pub fn has_shard(&self, start: usize, count: usize) -> bool {
         self.manifest.shards.iter().any(|s| s.start == start && s.count == count)
     }
 
     fn save_manifest(&self) -> Result<()> {
-        let text = serde_json::to_string_pretty(&self.manifest).map_err(|e| Error::Msg(format!("manifest: {e}")))?;
-        write_atomic(&self.dir.join(MANIFEST), text.as_bytes())
+        write_manifest(&self.dir, &self.manifest)
     }
 
     /// Writes the shard of images `start..start + count`: `features` maps (layer, timestep) to
