@@ -5,7 +5,10 @@
 //!   [`cpu`] (the f32 reference) or [`cuda`] (hand-written kernels, cuBLAS for plain GEMMs).
 //! - [`io`]: safetensors loading (memory-mapped) and saving, atomic writes.
 //! - [`rng`]: counter-based random numbers, identical on every device.
+//! - [`sae`]: TopK sparse autoencoders on diffusion features: training (fused CUDA step, CPU
+//!   reference), encoding, evaluation; [`analysis`]: top images, sigma_label, grids, reports.
 
+pub mod analysis;
 pub mod cpu;
 pub mod cuda;
 mod error;
@@ -15,6 +18,7 @@ pub mod models;
 pub mod ops;
 pub mod progress;
 pub mod rng;
+pub mod sae;
 pub mod tensor;
 
 pub use error::{Context, Error, Result};

@@ -44,6 +44,11 @@ enum Command {
         #[arg(long)]
         no_pad: bool,
     },
+    /// k-sparse autoencoders on features: train, encode, eval, analyze.
+    Sae {
+        #[command(subcommand)]
+        command: revelio::sae::cli::SaeCommand,
+    },
 }
 
 fn gib(bytes: usize) -> f64 {
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
         Command::Info => return info(),
         Command::Kernels { arch } => return kernels(&arch),
         Command::Tokenize { tokenizer, max_length, flavor, no_pad } => tokenize(&tokenizer, max_length, &flavor, no_pad),
+        Command::Sae { command } => revelio::sae::cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
