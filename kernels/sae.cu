@@ -128,8 +128,8 @@ extern "C" __global__ void sae_center_f32(const float* __restrict__ x, const flo
 // column tiles (one split); the K loop runs over all of them back to back, so the next tile's
 // first stage loads while the current tile's epilogue runs.
 //
-// Epilogue of a tile, per row: a candidate list of `cap` = kp + 32 keys (kp = k rounded up to
-// 32) and a threshold. Each thread offers its 64 values (bias added, ReLU if asked) that beat
+// Epilogue of a tile, per row: a candidate list of `cap` keys (64 for k <= 32, 96 for k <= 64:
+// two instantiations) and a threshold. Each thread offers its 64 values (bias added, ReLU if asked) that beat
 // their row's threshold, claiming list slots with a shared atomic counter. When a row's list
 // overflows, its warp compacts it to the k best (ranks by counting, so the list comes out
 // sorted) and raises the threshold to the k-th; offers that found no slot are re-checked
@@ -138,8 +138,9 @@ extern "C" __global__ void sae_center_f32(const float* __restrict__ x, const flo
 //
 // Launch: grid = ceil(B/128) * splits blocks (row block fastest, so the blocks in flight share
 // W_enc's column tiles in L2), 256 threads, dynamic smem 37,888 + 1,536 + 1,024 * cap bytes
-// (103 KB for k <= 32, 136 KB for k <= 64). Output cand [B, splits, k] u64 keys, sorted
-// descending, padded with 0.
+// (104,960 for k <= 32, 137,728 for k <= 64). Output cand [B, splits, k] u64 keys, sorted
+// descending, padded with 0. ptxas: 156 (k <= 32) and 164 registers, so one block (8 warps) per
+// SM; the main loop alone needs 122 (as conv.cu's), the epilogue's unrolled offers the rest.
 
 #define ENC_BM 128
 #define ENC_BN 128

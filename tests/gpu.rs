@@ -39,3 +39,5 @@ mod attention;
 mod gemm;
 #[path = "gpu/conv.rs"]
 mod conv;
+#[path = "gpu/sae.rs"]
+mod sae;

@@ -640,3 +640,59 @@ fn input_scaling_makes_the_mean_squared_norm_d_and_is_saved() {
     assert!(f.contains("input_scale"));
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn per_position_features_rank_images_by_their_mean_and_grids_show_where_a_latent_fires() {
+    // 12 images with [C = 3, 2, 2] maps: channel 0 is i + 1 at the top-left position and 0
+    // elsewhere, channels 1 and 2 are -1. With the identity SAE, latent 0's image activation is
+    // the mean over positions, (i + 1) / 4, so image 11 leads; its heat map is the top-left.
+    let dir = tmpdir("positions");
+    let n_img = 12;
+    let imgs: Vec<ImageEntry> = (0..n_img)
+        .map(|i| {
+            let p = dir.join(format!("img{i}.png"));
+            png(&p, [(i * 10) as u8, 100, 200]);
+            ImageEntry { path: p.display().to_string(), label: (i % 3) as i64, split: "train".into(), caption: None }
+        })
+        .collect();
+    let mut w = FeatureStoreWriter::create_or_resume(dir.join("store"), manifest(imgs, "none")).unwrap();
+    let mut feats = vec![0.0f32; n_img * 12];
+    for i in 0..n_img {
+        feats[i * 12] = (i + 1) as f32;
+        for e in 4..12 {
+            feats[i * 12 + e] = -1.0;
+        }
+    }
+    w.write_shard(0, n_img, &[(("mid".into(), 25), Tensor::from_vec(feats, [n_img, 3, 2, 2], &Device::Cpu).unwrap())], &[]).unwrap();
+    let store = revelio::features::FeatureStore::open(dir.join("store")).unwrap();
+    let rows = data::from_store(&store, "mid", 25, &[0, 1], RowKind::Position, &Device::Cpu).unwrap();
+    assert_eq!((rows.len(), rows.per_image, rows.map_hw), (8, 4, Some((2, 2))));
+    assert_eq!(rows.batch(&[0, 4]).unwrap().to_f32_vec().unwrap(), vec![1.0, -1.0, -1.0, 2.0, -1.0, -1.0]);
+    let pooled = data::from_store(&store, "mid", 25, &[3], RowKind::Image, &Device::Cpu).unwrap();
+    assert_eq!(pooled.x.to_f32_vec().unwrap(), vec![1.0, -1.0, -1.0]);
+
+    identity_sae(&dir.join("sae"));
+    let out = dir.join("report");
+    let res = revelio_bin()
+        .args(["sae", "analyze", "--device", "cpu", "--rows", "position", "--list", "2", "--grids", "1", "--thumb", "16", "--sae"])
+        .arg(dir.join("sae"))
+        .arg("--features")
+        .arg(dir.join("store"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let latents: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("latents.json")).unwrap()).unwrap();
+    let top: Vec<u64> = latents[0]["top"].as_array().unwrap().iter().map(|t| t["image"].as_u64().unwrap()).collect();
+    assert_eq!(latents[0]["id"], 0);
+    assert_eq!(top, (2..12).rev().collect::<Vec<u64>>());
+    assert!((latents[0]["top"][0]["activation"].as_f64().unwrap() - 3.0).abs() < 1e-6);
+    let grid = image::open(out.join("grids/latent_000000.png")).unwrap().to_rgb8();
+    // Tile 0 (image 11, colour [110, 100, 200]) starts at (2, 2): red at its top-left corner,
+    // its own colour at the bottom-right.
+    let (hot, cold) = (grid.get_pixel(2, 2), grid.get_pixel(17, 17));
+    assert!(hot[0] > 180 && hot[1] < 60, "{hot:?}");
+    assert_eq!(cold.0, [110, 100, 200]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,7 +1,8 @@
 //! `revelio sae train|encode|eval|analyze`: the clap arguments and what each command runs.
 //! Defaults are Revelio's (train_ksae.py's command line); the stable-concepts SAE is
-//! `--relu --k 10 --expansion 4 --aux-k 256 --aux-coef 0.03125 --init tied --loss mse
-//! --b-dec-init median --rows position --batch 4096 --lr 1e-4 --warmup 0 --adam-eps 6.25e-10`.
+//! `--relu --k 10 --expansion 4 --aux-k 256 --aux-coef 0.03125 --init tied --loss scaled-mse
+//! (or plain mse) --b-dec-init median --rows position --batch 4096 --lr 1e-4 --warmup 0
+//! --adam-eps 6.25e-10` (docs/sae.md).
 
 use super::checkpoint::{self, Provenance};
 use super::data::{self, RowKind, Rows};

@@ -394,9 +394,11 @@ fn dead_latents(since: &[i64], dead_after: u64) -> Vec<i32> {
     since.iter().enumerate().filter(|(_, &s)| s as u64 > dead_after).map(|(j, _)| j as i32).collect()
 }
 
-/// One training step on the rows `idx`; returns the log line's numbers.
-fn step(cfg: &TrainConfig, st: &mut TrainState, rows: &Rows, idx: &[usize], log: bool) -> Result<Option<Value>> {
-    let xs = st.sae.scale_input(&rows.batch(idx)?)?;
+/// One training step on the batch x [B, d] (raw features, any float dtype, on the SAE's
+/// device); with `log`, returns the numbers of a log line (this reads the code back to the host).
+pub fn train_step(cfg: &TrainConfig, st: &mut TrainState, x: &Tensor, log: bool) -> Result<Option<Value>> {
+    let xs = st.sae.scale_input(x)?;
+    let batch = xs.dims()[0];
     let fwd = st.sae.forward(&xs)?;
     let (_, x_m2) = ops::col_stats(&xs)?;
     let main = main_loss(cfg.loss, &fwd, &x_m2, st.mse_scale)?;
@@ -413,7 +415,7 @@ fn step(cfg: &TrainConfig, st: &mut TrainState, rows: &Rows, idx: &[usize], log:
     st.adam_step = u;
     ops::update_since(&mut st.since, &fwd.code)?;
     st.step += 1;
-    st.samples_seen += idx.len() as u64;
+    st.samples_seen += batch as u64;
     if !log {
         return Ok(None);
     }
@@ -468,7 +470,7 @@ pub fn train(cfg: &TrainConfig, rows: &Rows, out: &Path, prov: &Provenance, opts
         }
         let idx = loader.get(st.step + 1);
         let log = (st.step + 1) % cfg.log_every.max(1) == 0 || st.step + 1 == cfg.steps;
-        if let Some(mut line) = step(cfg, &mut st, rows, &idx, log)? {
+        if let Some(mut line) = train_step(cfg, &mut st, &rows.batch(&idx)?, log)? {
             line["time_s"] = json!(start.elapsed().as_secs_f64());
             progress.set_message(format!(
                 "loss {:.4} fvu {:.4} L0 {:.1} dead {:.1}%",
