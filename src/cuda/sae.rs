@@ -95,12 +95,13 @@ pub fn center(dev: &Arc<CudaDevice>, x: &Tensor, b_dec: &Tensor) -> Result<(Tens
     Ok((xc, xc16))
 }
 
-/// How the fused encoder splits the columns: (splits, tiles per split). Aims at about four
-/// blocks per SM in one wave, with every split but the last a full run of tiles.
+/// How the fused encoder splits the columns: (splits, tiles per split). Aims at about eight
+/// blocks per SM (one block fits an SM at a time, so the last of ~8 waves wastes little),
+/// with every split but the last a full run of tiles. The result does not depend on it.
 pub fn encoder_splits(rows: usize, n: usize, sms: usize) -> (usize, usize) {
     let rblocks = rows.div_ceil(ENC_TILE).max(1);
     let ntiles = n.div_ceil(ENC_TILE).max(1);
-    let want = (4 * sms.max(1)).div_ceil(rblocks).clamp(1, ntiles);
+    let want = (8 * sms.max(1)).div_ceil(rblocks).clamp(1, ntiles);
     let per = ntiles.div_ceil(want);
     (ntiles.div_ceil(per), per)
 }
@@ -565,4 +566,20 @@ pub fn update_since(dev: &Arc<CudaDevice>, since: &mut Tensor, vals: &Tensor, id
     // `fired` goes back to the pool when dropped; later work on this stream runs after the
     // kernels above, so reusing it is ordered.
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_cover_every_tile_once() {
+        for (rows, n, sms) in [(8192, 81_920, 132), (8192, 20_480, 132), (1, 16, 108), (300, 1000, 132), (130, 257, 1)] {
+            let (splits, per) = encoder_splits(rows, n, sms);
+            let ntiles = n.div_ceil(128);
+            assert!(splits >= 1 && (splits - 1) * per < ntiles && splits * per >= ntiles, "{rows} {n} {sms}: {splits} x {per}");
+        }
+        assert_eq!(encoder_splits(8192, 81_920, 132), (17, 38));
+        assert_eq!((encoder_smem(32), encoder_smem(64)), (104_960, 137_728));
+    }
 }
