@@ -33,14 +33,6 @@ impl LossKind {
             _ => Err(Error::Config(format!("--loss {s}: expected nmse, mse or scaled-mse"))),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LossKind::Nmse => "nmse",
-            LossKind::Mse => "mse",
-            LossKind::ScaledMse => "scaled-mse",
-        }
-    }
 }
 
 /// A host f64 sum of an f32 tensor, in element order.

@@ -85,13 +85,6 @@ impl Init {
             _ => Err(Error::Config(format!("--init {s}: expected revelio or tied"))),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Init::Revelio => "revelio",
-            Init::Tied => "tied",
-        }
-    }
 }
 
 /// What defines an SAE's function (everything else is training).
@@ -233,12 +226,5 @@ impl Sae {
         let (centered, code) = self.encode_scaled(xs)?;
         let decoded = ops::decode(xs, Some(&self.params.b_dec), &code, &self.params.w_dec)?;
         Ok(Forward { centered, code, decoded })
-    }
-
-    /// x_hat for raw features x [B, d] (in the scaled space: x * input_scale).
-    pub fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
-        let xs = self.scale_input(x)?;
-        let f = self.forward(&xs)?;
-        crate::ops::sub(&xs, &f.decoded.resid)
     }
 }
