@@ -6,7 +6,9 @@
 //! - [`io`]: safetensors loading (memory-mapped) and saving, atomic writes.
 //! - [`rng`]: counter-based random numbers, identical on every device.
 //! - [`diffc`]: the Diff-C classifier, its training, evaluation and sweeps.
-//! - [`analysis`]: figures (line plots, heat maps) with an embedded bitmap font.
+//! - [`sae`]: TopK sparse autoencoders on diffusion features: training (fused CUDA step, CPU
+//!   reference), encoding, evaluation.
+//! - [`analysis`]: top images, sigma_label, grids, reports, figures (line plots, heat maps).
 
 pub mod analysis;
 pub mod bench;
@@ -20,6 +22,7 @@ pub mod models;
 pub mod ops;
 pub mod progress;
 pub mod rng;
+pub mod sae;
 pub mod tensor;
 
 pub use error::{Context, Error, Result};

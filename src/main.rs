@@ -59,6 +59,11 @@ enum Command {
     Bench(Box<revelio::models::bench::BenchArgs>),
     /// Diff-C: train, evaluate and sweep the light classifier on diffusion feature maps.
     Diffc(Box<revelio::diffc::cli::DiffcArgs>),
+    /// k-sparse autoencoders on features: train, encode, eval, analyze.
+    Sae {
+        #[command(subcommand)]
+        command: revelio::sae::cli::SaeCommand,
+    },
 }
 
 fn gib(bytes: usize) -> f64 {
@@ -174,6 +179,7 @@ fn main() -> ExitCode {
         Command::Forward(args) => revelio::models::forward::run(&args),
         Command::Bench(args) => revelio::models::bench::run(&args),
         Command::Diffc(args) => revelio::diffc::cli::run(&args),
+        Command::Sae { command } => revelio::sae::cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

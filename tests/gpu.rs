@@ -54,3 +54,6 @@ mod dit;
 
 #[path = "gpu/diffc.rs"]
 mod diffc;
+
+#[path = "gpu/sae.rs"]
+mod sae;

@@ -11,6 +11,13 @@ GPU, oneDNN on the CPU), attention is F.scaled_dot_product_attention on contiguo
 [B, H, N, D] tensors (flash or memory-efficient kernels on a GPU), group norm is F.group_norm
 followed by F.silu where the shape asks for it. Each time is the median of `--iters` runs after
 warm-up, timed with CUDA events on a GPU.
+
+`--ops sae` times one whole TopK SAE training step (forward, normalized-MSE loss, backward,
+decoder-gradient projection, Adam, decoder renormalisation) at SAE_SHAPES (the list of
+benches/sae.rs), f32 master weights with the GEMMs under autocast to --dtype (f16/bf16), in two
+styles: `sae_step_dense` as Revelio's KSparseAutoencoder (GEMM, torch.topk, scatter to a dense
+code, dense decoder GEMM) and `sae_step_sparse` as EleutherAI's sparsify (the same encoder, a
+decoder of k rows per sample by embedding_bag). Adam is torch's fused implementation on a GPU.
 """
 
 import argparse
@@ -48,13 +55,74 @@ def timed(fn, device, iters):
     return statistics.median(times)
 
 
+# (d, n, k, batch), as benches/sae.rs.
+SAE_SHAPES = {"cuda": [(1280, 81920, 32, 8192), (1280, 20480, 32, 8192)], "cpu": [(1280, 20480, 32, 256)]}
+
+
+class TopKSae(torch.nn.Module):
+    """Revelio's parameters and init: W_enc [d, n], b_enc [n], W_dec [n, d] (unit rows), b_dec [d]."""
+
+    def __init__(self, d, n, k, device, sparse_decoder):
+        super().__init__()
+        self.k, self.sparse_decoder = k, sparse_decoder
+        self.W_enc = torch.nn.Parameter(torch.nn.init.kaiming_uniform_(torch.empty(d, n, device=device)))
+        self.b_enc = torch.nn.Parameter(torch.zeros(n, device=device))
+        w_dec = torch.nn.init.kaiming_uniform_(torch.empty(n, d, device=device))
+        self.W_dec = torch.nn.Parameter(w_dec / w_dec.norm(dim=1, keepdim=True))
+        self.b_dec = torch.nn.Parameter(torch.zeros(d, device=device))
+
+    def loss(self, x):
+        # addmm keeps the bias inside the GEMM, so under autocast pre stays in 16 bits.
+        pre = torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
+        vals, idx = pre.topk(self.k, sorted=False)
+        if self.sparse_decoder:
+            x_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.to(self.W_dec.dtype), mode="sum") + self.b_dec
+        else:
+            z = torch.zeros_like(pre).scatter_(-1, idx, vals)
+            x_hat = torch.addmm(self.b_dec, z, self.W_dec)
+        return ((x_hat.float() - x).pow(2).mean() / (x - x.mean(0)).pow(2).mean()).nan_to_num(0)
+
+
+def sae_rows(device, dtype, iters):
+    rows = []
+    autocast = device == "cuda" and dtype != torch.float32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    for d, n, k, b in SAE_SHAPES[device]:
+        name = f"d{d} n{n} k{k} b{b}"
+        x = torch.randn(b, d, generator=torch.Generator(device="cpu").manual_seed(0)).to(device)
+        for style, sparse in (("sae_step_dense", False), ("sae_step_sparse", True)):
+            torch.manual_seed(0)
+            sae = TopKSae(d, n, k, device, sparse)
+            opt = torch.optim.Adam(sae.parameters(), lr=4e-4, fused=device == "cuda")
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device, dtype=dtype, enabled=autocast):
+                    loss = sae.loss(x)
+                loss.backward()
+                with torch.no_grad():
+                    w = sae.W_dec
+                    w.grad -= (w.grad * w).sum(-1, keepdim=True) * w
+                opt.step()
+                with torch.no_grad():
+                    sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True)
+
+            ms = timed(step, device, iters)
+            rows.append({"op": style, "name": name, "median_ms": ms, "samples_per_s": b / (ms * 1e-3)})
+            print(f"{style:<16} {name:<30} {ms:9.3f} ms  {b / (ms * 1e-3):12.0f} samples/s")
+            del sae, opt
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--dtype", default="bf16", choices=["f32", "f16", "bf16"])
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--iters", type=int, default=0)
-    ap.add_argument("--ops", default="conv2d,attention,group_norm")
+    ap.add_argument("--ops", default="conv2d,attention,group_norm,sae")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
 
@@ -104,6 +172,9 @@ def main():
                 ms = timed(gn, device, iters)
                 rows.append({"op": "group_norm", "name": s["name"], "median_ms": ms})
                 print(f"group_norm {s['name']:<30} {ms:9.3f} ms")
+
+    if "sae" in ops:
+        rows.extend(sae_rows(device, dtype, iters))
 
     doc = {
         "command": " ".join(["python3", "tools/bench_torch.py"] + sys.argv[1:]),

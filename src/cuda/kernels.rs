@@ -20,12 +20,13 @@ pub enum Module {
     Pool,
     Dropout,
     Optim,
+    Sae,
 }
 
 pub const COMMON_HEADER: (&str, &str) = ("common.cuh", include_str!("../../kernels/common.cuh"));
 
 impl Module {
-    pub const ALL: [Module; 11] = [
+    pub const ALL: [Module; 12] = [
         Module::Elementwise,
         Module::Norm,
         Module::Softmax,
@@ -37,6 +38,7 @@ impl Module {
         Module::Pool,
         Module::Dropout,
         Module::Optim,
+        Module::Sae,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Module {
             Module::Pool => "pool.cu",
             Module::Dropout => "dropout.cu",
             Module::Optim => "optim.cu",
+            Module::Sae => "sae.cu",
         }
     }
 
@@ -68,6 +71,7 @@ impl Module {
             Module::Pool => include_str!("../../kernels/pool.cu"),
             Module::Dropout => include_str!("../../kernels/dropout.cu"),
             Module::Optim => include_str!("../../kernels/optim.cu"),
+            Module::Sae => include_str!("../../kernels/sae.cu"),
         }
     }
 
@@ -86,6 +90,7 @@ impl Module {
             Module::Pool => pool::KERNELS,
             Module::Dropout => dropout::KERNELS,
             Module::Optim => optim::KERNELS,
+            Module::Sae => sae::KERNELS,
         }
     }
 }

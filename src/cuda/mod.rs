@@ -26,6 +26,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod sae;
 pub mod softmax;
 
 pub use alloc::{size_class, DeviceBuffer, MemoryStats};

@@ -1,0 +1,29 @@
+//! k-sparse autoencoders (TopK SAEs) on diffusion features: Revelio's k-SAE and the
+//! stable-concepts variant (ReLU before the top-k, AuxK, tied init, plain MSE) by flags.
+//!
+//! Legend: B = rows of a batch, d = d_in (feature channels), n = d_sae (latents), k = active
+//! latents per row. Tensors as SAELens stores them: W_enc [d, n], b_enc [n], W_dec [n, d]
+//! (rows are the latent directions), b_dec [d].
+//!
+//! - [`model`]: parameters, inits, the forward pass and its cache;
+//! - [`ops`]: the SAE op family (fused encoder, sparse decode, sparse backward, Adam over the
+//!   four tensors), checked once and run by [`cpu`] or `cuda::sae` (kernels/sae.cu);
+//! - [`loss`]: normalized MSE / MSE / scaled MSE, AuxK; [`backward`]: the gradients;
+//! - [`data`]: rows from a feature store or a safetensors file; [`train`]: the loop, batching,
+//!   schedule, checkpoints and exact resume; [`metrics`]: FVU, L0, dead fraction, frequencies;
+//! - [`checkpoint`]: `sae_weights.safetensors` + `cfg.json` (SAELens' format plus provenance),
+//!   training checkpoints and the JSONL log; [`cli`]: `revelio sae train|encode|eval|analyze`.
+
+pub mod backward;
+pub mod checkpoint;
+pub mod cli;
+pub mod cpu;
+pub mod data;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod ops;
+pub mod train;
+
+pub use model::{Init, Sae, SaeConfig, SaeParams};
+pub use ops::Code;
