@@ -377,6 +377,10 @@ fn parquet_dataset_with_captions_through_the_cli() {
         .map(|r| r["label"].as_i64().unwrap())
         .collect();
     assert_eq!(store.labels(), want);
+    // The store records its dataset, so analysis can read the images back (parquet rows too).
+    let ds = revelio::features::dataset::reopen(m).unwrap();
+    assert_eq!(ds.entries(), &m.images[..]);
+    assert!(ds.load_image(0).is_ok());
     // Captions change the features: the same run with the empty prompt differs.
     let opts = ExtractOptions {
         dataset: root().join("tests/fixtures/datasets/hf"),

@@ -1,4 +1,4 @@
-//! PNG grids of a latent's top images: each image read from its dataset path, resized on its
+//! PNG grids of a latent's top images: each image (read by the caller from its dataset), resized on its
 //! shorter side and centre-cropped to a square thumbnail (as the features were extracted), laid
 //! out in rows; for per-position features a heat map of the latent's activation over the
 //! image's positions is blended in red (each map scaled by the largest activation over the
@@ -7,25 +7,25 @@
 use crate::io::write_atomic;
 use crate::{Error, Result};
 use image::{imageops, Rgb, RgbImage};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// One tile: an image file, and optionally its activation map [h, w] (row-major).
+/// One tile: an image (None when it could not be read), and optionally its activation map
+/// [h, w] (row-major).
 #[derive(Debug, Clone)]
 pub struct Tile {
-    pub path: PathBuf,
+    pub image: Option<RgbImage>,
     pub heat: Option<(Vec<f32>, usize, usize)>,
 }
 
 const GAP: u32 = 2;
 
-/// A square thumbnail of `path`, or None when it cannot be read.
-pub fn thumbnail(path: &Path, size: u32) -> Option<RgbImage> {
-    let img = image::open(path).ok()?.to_rgb8();
+/// A square thumbnail of `img`.
+pub fn thumbnail(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let s = w.min(h).max(1);
     let (nw, nh) = ((w as u64 * size as u64 / s as u64).max(size as u64) as u32, (h as u64 * size as u64 / s as u64).max(size as u64) as u32);
-    let resized = imageops::resize(&img, nw, nh, imageops::FilterType::Triangle);
-    Some(imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image())
+    let resized = imageops::resize(img, nw, nh, imageops::FilterType::Triangle);
+    imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
 }
 
 /// Bilinear sample of map [h, w] at pixel (px, py) of a size x size image (pixel centres).
@@ -69,8 +69,8 @@ pub fn render(tiles: &[Tile], size: u32, cols: u32, out: &Path) -> Result<usize>
         .fold(0.0f32, f32::max);
     let mut missing = 0;
     for (i, t) in tiles.iter().enumerate() {
-        let mut tile = match thumbnail(&t.path, size) {
-            Some(img) => img,
+        let mut tile = match &t.image {
+            Some(img) => thumbnail(img, size),
             None => {
                 missing += 1;
                 RgbImage::from_pixel(size, size, Rgb([160, 160, 160]))

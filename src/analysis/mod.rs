@@ -179,16 +179,28 @@ pub fn analyze(sae: &Sae, src: Features, images: &[usize], kind: RowKind, opts: 
             }
         }
     }
+    // Images come from the dataset the store was extracted from (any format, parquet included);
+    // a store that does not record it, or `--image-root`, reads files by path.
+    let dataset = match opts.image_root {
+        Some(_) => None,
+        None => crate::features::dataset::reopen(store.manifest()).ok(),
+    };
+    let load = |i: usize| -> Option<image::RgbImage> {
+        match &dataset {
+            Some(ds) => {
+                let img = ds.load_image(i).ok()?;
+                image::RgbImage::from_raw(img.width() as u32, img.height() as u32, img.pixels().to_vec())
+            }
+            None => {
+                let path = resolve_image(store, opts.image_root.as_deref(), &store.manifest().images[i].path);
+                image::open(path).ok().map(|d| d.to_rgb8())
+            }
+        }
+    };
     let mut missing = 0;
     for r in rows.iter_mut().take(gridded) {
-        let tiles: Vec<grid::Tile> = r
-            .top
-            .iter()
-            .map(|t| grid::Tile {
-                path: resolve_image(store, opts.image_root.as_deref(), &store.manifest().images[t.image].path),
-                heat: heat.remove(&(r.id, t.image)),
-            })
-            .collect();
+        let tiles: Vec<grid::Tile> =
+            r.top.iter().map(|t| grid::Tile { image: load(t.image), heat: heat.remove(&(r.id, t.image)) }).collect();
         let rel = format!("grids/latent_{:06}.png", r.id);
         missing += grid::render(&tiles, opts.thumb, opts.grid_cols, &out.join(&rel))?;
         r.grid = Some(rel);

@@ -499,3 +499,36 @@ mod tests {
         assert!(csv_records("path,label\n\"a.png,1\n").unwrap_err().contains("never closed"));
     }
 }
+
+/// Records in a feature store's settings what `reopen` needs: the dataset's absolute path, its
+/// format, the split kept and the parquet columns.
+pub fn record(ds: &Dataset, opts: &DatasetOptions, settings: &mut serde_json::Map<String, serde_json::Value>) {
+    use serde_json::json;
+    let root = std::fs::canonicalize(ds.root()).unwrap_or_else(|_| ds.root().to_path_buf());
+    settings.insert("dataset".into(), json!(root.display().to_string()));
+    settings.insert("dataset_format".into(), json!(ds.format().name()));
+    settings.insert("split".into(), json!(opts.split.clone().unwrap_or_default()));
+    for (key, col) in [("image_column", &opts.columns.image), ("label_column", &opts.columns.label), ("caption_column", &opts.columns.caption)] {
+        if let Some(c) = col {
+            settings.insert(key.into(), json!(c));
+        }
+    }
+}
+
+/// Opens again the dataset a feature store was extracted from (as `record` wrote it): the same
+/// entries in the same order, so store index i is dataset index i.
+pub fn reopen(manifest: &crate::features::Manifest) -> Result<Dataset> {
+    let s = &manifest.settings;
+    let text = |k: &str| s.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
+    let path = text("dataset").ok_or_else(|| Error::Config("the feature store does not record its dataset's path".into()))?;
+    let opts = DatasetOptions {
+        format: text("dataset_format").map(|f| DatasetFormat::parse(&f)).transpose()?,
+        split: text("split"),
+        columns: Columns { image: text("image_column"), label: text("label_column"), caption: text("caption_column") },
+    };
+    let ds = Dataset::open(&path, &opts)?;
+    if ds.entries().len() != manifest.images.len() || ds.entries().iter().zip(&manifest.images).any(|(a, b)| a.path != b.path) {
+        return Err(Error::Config(format!("{path}: the dataset has changed since the features were extracted")));
+    }
+    Ok(ds)
+}

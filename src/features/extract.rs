@@ -193,8 +193,7 @@ fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone, shard_size: usiz
     s.insert("posterior".into(), json!(if opts.posterior == Posterior::Mean { "mean" } else { "sample" }));
     s.insert("model_dtype".into(), json!(opts.model_dtype.name()));
     s.insert("shard_size".into(), json!(shard_size));
-    s.insert("dataset_format".into(), json!(ds.format().name()));
-    s.insert("split".into(), json!(opts.dataset_options.split.clone().unwrap_or_default()));
+    super::dataset::record(ds, &opts.dataset_options, &mut s);
     if bb.is_dit() {
         s.insert("dit_noise".into(), json!(opts.dit_noise));
         s.insert("dit_class".into(), json!(if opts.dit_class == DitClass::Null { "null" } else { "label" }));
