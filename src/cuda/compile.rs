@@ -1,11 +1,11 @@
-//! How kernels become GPU code: each kernels/*.cu source (with kernels/common.cuh as an
-//! in-memory header) is embedded in the binary, compiled by NVRTC for the GPU's exact
+//! How kernels become GPU code: each kernels/*.cu source (with kernels/common.cuh and mma.cuh as
+//! in-memory headers) is embedded in the binary, compiled by NVRTC for the GPU's exact
 //! architecture (`sm_XY`, giving a cubin) at first use, and cached on disk under
 //! `$REVELIO_CACHE_DIR` (default `$XDG_CACHE_HOME/revelio` or `~/.cache/revelio`) in
 //! `kernels/<module>-<arch>-<hash>.cubin`; the hash covers the sources, the options and the
 //! NVRTC version, so a change to any of them recompiles. `check_all` is `revelio kernels`.
 
-use super::kernels::{Module, COMMON_HEADER};
+use super::kernels::{Module, HEADERS};
 use super::nvrtc;
 use crate::{Error, Result};
 use std::collections::BTreeSet;
@@ -51,12 +51,12 @@ pub fn cache_dir() -> PathBuf {
 pub fn cubin(module: Module, arch: &str) -> Result<Vec<u8>> {
     let ((major, minor), _) = nvrtc::version().map_err(Error::Cuda)?;
     let opts = options(arch, false);
-    let key = fnv1a(&[
-        format!("nvrtc {major}.{minor}").as_bytes(),
-        opts.join(" ").as_bytes(),
-        COMMON_HEADER.1.as_bytes(),
-        module.source().as_bytes(),
-    ]);
+    let version = format!("nvrtc {major}.{minor}");
+    let options = opts.join(" ");
+    let mut parts: Vec<&[u8]> = vec![version.as_bytes(), options.as_bytes()];
+    parts.extend(HEADERS.iter().map(|(_, text)| text.as_bytes()));
+    parts.push(module.source().as_bytes());
+    let key = fnv1a(&parts);
     let stem = module.file_name().trim_end_matches(".cu");
     let path = cache_dir().join(format!("{stem}-{arch}-{key:016x}.cubin"));
     if let Ok(bytes) = std::fs::read(&path) {
@@ -64,7 +64,7 @@ pub fn cubin(module: Module, arch: &str) -> Result<Vec<u8>> {
             return Ok(bytes);
         }
     }
-    let compiled = nvrtc::compile(module.file_name(), module.source(), &[COMMON_HEADER], &opts)
+    let compiled = nvrtc::compile(module.file_name(), module.source(), &HEADERS, &opts)
         .map_err(|msg| Error::Kernel { module: module.file_name().into(), msg })?;
     // A cache that cannot be written only costs a recompile next time.
     let _ = crate::io::write_atomic(&path, &compiled.cubin);
@@ -132,7 +132,7 @@ pub struct ModuleReport {
 /// in the source are exactly the ones in the Rust table.
 pub fn check_module(module: Module, arch: &str) -> ModuleReport {
     let mut report = ModuleReport { module, arch: arch.to_string(), kernels: Vec::new(), problems: Vec::new() };
-    let compiled = match nvrtc::compile(module.file_name(), module.source(), &[COMMON_HEADER], &options(arch, true)) {
+    let compiled = match nvrtc::compile(module.file_name(), module.source(), &HEADERS, &options(arch, true)) {
         Ok(c) => c,
         Err(msg) => {
             report.problems.push(format!("does not compile for {arch}:\n{msg}"));

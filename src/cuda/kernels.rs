@@ -5,8 +5,8 @@
 
 use crate::tensor::DType;
 
-/// One source file of kernels/ (an op family). `common.cuh` is prepended to every one as an
-/// in-memory header.
+/// One source file of kernels/ (an op family). The headers (`common.cuh`, `mma.cuh`) are given
+/// to NVRTC in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Module {
     Elementwise,
@@ -23,7 +23,11 @@ pub enum Module {
     Sae,
 }
 
-pub const COMMON_HEADER: (&str, &str) = ("common.cuh", include_str!("../../kernels/common.cuh"));
+/// The in-memory headers every module may include: (include name, text).
+pub const HEADERS: [(&str, &str); 2] = [
+    ("common.cuh", include_str!("../../kernels/common.cuh")),
+    ("mma.cuh", include_str!("../../kernels/mma.cuh")),
+];
 
 impl Module {
     pub const ALL: [Module; 12] = [
