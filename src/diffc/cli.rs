@@ -3,12 +3,18 @@
 use super::data::{FeatureSource, FileSource, Split, StoreSource};
 use super::eval::{evaluate, write_report};
 use super::model::DiffcClassifier;
+use super::online::{report, BatchPlan, OnlineOptions, OnlineSource, TestNoise, ONLINE_REPORT};
 use super::sweep::sweep;
-use super::train::{parse_dtype, read_run_config, train, ModelOptions, TrainConfig, BEST_WEIGHTS, WEIGHTS};
-use crate::tensor::Device;
+use super::train::{parse_dtype, read_run_config, train, ModelOptions, TrainConfig, TrainSummary, BEST_WEIGHTS, WEIGHTS};
+use crate::features::backbone::{Conditioning, DitClass};
+use crate::features::dataset::DatasetFormat;
+use crate::features::hf_parquet::Columns;
+use crate::io::write_atomic;
+use crate::tensor::{DType, Device};
 use crate::{Error, Result};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct DiffcArgs {
@@ -19,7 +25,7 @@ pub struct DiffcArgs {
 #[derive(Subcommand, Debug)]
 pub enum DiffcCommand {
     /// Train a classifier on one layer and timestep's feature maps (resumes a run in --out).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Top-1, per-class accuracy and confusion matrix of a trained classifier.
     Eval(EvalArgs),
     /// Train one classifier per (layer, timestep); write a table and a plot.
@@ -103,16 +109,23 @@ impl TrainOptions {
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// A feature store written by `revelio extract` (--pooling none or avg:HxW).
-    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    #[arg(long, conflicts_with_all = ["input", "online"])]
     pub features: Option<PathBuf>,
     /// A safetensors file with train_features [N, C, h, w], train_labels [N], test_features,
     /// test_labels.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "online")]
     pub input: Option<PathBuf>,
-    /// The store's layer (mid, up.0, up.1, ...); with --features.
+    /// Compute the features on the fly, the reference's protocol: every epoch each train image is
+    /// augmented, encoded, noised afresh and run through the model up to --layer (with --model
+    /// and --dataset).
+    #[arg(long, requires_all = ["model", "dataset"])]
+    pub online: bool,
+    #[command(flatten)]
+    pub online_opts: OnlineArgs,
+    /// The layer (mid, up.0, up.1, ...): the store's with --features, the model's with --online.
     #[arg(long)]
     pub layer: Option<String>,
-    /// The store's timestep; with --features.
+    /// The timestep (an index into the 1000-step training schedule).
     #[arg(long)]
     pub timestep: Option<usize>,
     /// The run folder: weights, config, metrics, checkpoint.
@@ -120,6 +133,107 @@ pub struct TrainArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub opts: TrainOptions,
+}
+
+/// Options of `train --online`. Its splits are the dataset's own: --train-split and
+/// --test-split name them (an ImageFolder's folders root/<split>/<class>/<image>, a manifest's
+/// split column, HF parquet split files).
+#[derive(Args, Debug)]
+pub struct OnlineArgs {
+    /// A diffusers pipeline folder (Stable Diffusion: unet/, vae/, text_encoder/, tokenizer/,
+    /// scheduler/; or DiT: transformer/, vae/).
+    #[arg(long, requires = "online")]
+    pub model: Option<PathBuf>,
+    /// The images: an ImageFolder root holding train/ and test/ folders of <class>/<image>, a
+    /// .csv or .jsonl manifest with a split column, or Hugging Face parquet files.
+    #[arg(long, alias = "data", requires = "online")]
+    pub dataset: Option<PathBuf>,
+    /// Image size: train images are random-resized-cropped to it, test images resized and
+    /// center-cropped (the reference: 512).
+    #[arg(long, default_value_t = 512, requires = "online")]
+    pub resolution: usize,
+    /// The dtype the VAE and U-Net run in: auto (bf16 on a GPU, f32 on the CPU), f32, bf16, f16.
+    #[arg(long, default_value = "auto", requires = "online")]
+    pub model_dtype: String,
+    /// Test-time noise: epoch (fresh every epoch, as the reference) or fixed (the same every
+    /// epoch: the noise `revelio extract --seed SEED` gives each test image).
+    #[arg(long, default_value = "epoch", requires = "online")]
+    pub test_noise: String,
+    /// Condition the U-Net on this prompt instead of the empty one; `{label}` becomes the
+    /// image's class name.
+    #[arg(long, conflicts_with = "captions", requires = "online")]
+    pub prompt: Option<String>,
+    /// Condition the U-Net on each image's caption (--caption-column for parquet).
+    #[arg(long, requires = "online")]
+    pub captions: bool,
+    /// DiT: add noise at the timestep (the reference feeds the clean latent).
+    #[arg(long, requires = "online")]
+    pub dit_noise: bool,
+    /// DiT's class input: null (the reference) or label.
+    #[arg(long, default_value = "null", requires = "online")]
+    pub dit_class: String,
+    /// Decode threads (default: all cores).
+    #[arg(long, requires = "online")]
+    pub workers: Option<usize>,
+    /// Dataset kind, if its path does not show it: imagefolder, csv, jsonl, parquet.
+    #[arg(long, requires = "online")]
+    pub format: Option<String>,
+    /// Parquet: the image column (default: the HF Image feature, or image/img).
+    #[arg(long, requires = "online")]
+    pub image_column: Option<String>,
+    /// Parquet: the label column (default: label).
+    #[arg(long, requires = "online")]
+    pub label_column: Option<String>,
+    /// Parquet: the caption column (for --captions).
+    #[arg(long, requires = "online")]
+    pub caption_column: Option<String>,
+}
+
+impl OnlineArgs {
+    /// The online source's options for a run with `layer`, `timestep` and the training options.
+    pub fn options(&self, layer: &str, timestep: usize, opts: &TrainOptions, device: &Device) -> Result<OnlineOptions> {
+        let (Some(model), Some(dataset)) = (&self.model, &self.dataset) else {
+            return Err(Error::Config("--online needs --model PIPELINE_DIR and --dataset DATASET".into()));
+        };
+        let model_dtype = match self.model_dtype.as_str() {
+            "auto" if device.is_cpu() => DType::F32,
+            "auto" => DType::BF16,
+            s => DType::parse(s)
+                .filter(|d| d.is_float())
+                .ok_or_else(|| Error::Config(format!("--model-dtype {s}: expected auto, f32, bf16 or f16")))?,
+        };
+        let conditioning = match (&self.prompt, self.captions) {
+            (Some(p), _) => Conditioning::Prompt(p.clone()),
+            (None, true) => Conditioning::Captions,
+            (None, false) => Conditioning::Empty,
+        };
+        let dit_class = match self.dit_class.as_str() {
+            "null" => DitClass::Null,
+            "label" => DitClass::Label,
+            o => return Err(Error::Config(format!("--dit-class {o}: expected null or label"))),
+        };
+        let train = opts.train();
+        Ok(OnlineOptions {
+            model: model.clone(),
+            dataset: dataset.clone(),
+            format: self.format.as_deref().map(DatasetFormat::parse).transpose()?,
+            columns: Columns { image: self.image_column.clone(), label: self.label_column.clone(), caption: self.caption_column.clone() },
+            train_split: opts.train_split.clone(),
+            test_split: opts.test_split.clone(),
+            layer: layer.to_string(),
+            timestep,
+            resolution: self.resolution,
+            model_dtype,
+            device: device.clone(),
+            seed: opts.seed,
+            conditioning,
+            test_noise: TestNoise::parse(&self.test_noise)?,
+            dit_noise: self.dit_noise,
+            dit_class,
+            workers: self.workers,
+            plan: BatchPlan { batch_size: train.batch_size, test_batch_size: train.test_batch_size, epochs: train.epochs },
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -173,23 +287,17 @@ pub struct SweepArgs {
 }
 
 fn store_layer(layer: &Option<String>, timestep: Option<usize>) -> Result<(String, usize)> {
+    layer_timestep(layer, timestep, "--features")
+}
+
+fn layer_timestep(layer: &Option<String>, timestep: Option<usize>, what: &str) -> Result<(String, usize)> {
     match (layer, timestep) {
         (Some(l), Some(t)) => Ok((l.clone(), t)),
-        _ => Err(Error::Config("--features needs --layer and --timestep (e.g. --layer up.1 --timestep 25)".into())),
+        _ => Err(Error::Config(format!("{what} needs --layer and --timestep (e.g. --layer up.1 --timestep 25)"))),
     }
 }
 
-pub fn run_train(a: &TrainArgs) -> Result<()> {
-    let device = Device::parse(&a.opts.device)?;
-    let mut source: Box<dyn FeatureSource> = match (&a.features, &a.input) {
-        (Some(store), None) => {
-            let (layer, t) = store_layer(&a.layer, a.timestep)?;
-            Box::new(StoreSource::open(store, &layer, t, &a.opts.train_split, &a.opts.test_split)?)
-        }
-        (None, Some(file)) => Box::new(FileSource::open(file)?),
-        _ => return Err(Error::Config("give either --features STORE or --input FILE".into())),
-    };
-    let s = train(source.as_mut(), &a.opts.model(), &a.opts.train(), &a.out, &device)?;
+fn print_summary(s: &TrainSummary, out: &Path) {
     println!(
         "diffc: {} epochs, {} classes, {} parameters; test top-1 last {:.4} (epoch {}), best {:.4} (epoch {}); run in {}",
         s.epochs,
@@ -199,9 +307,41 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
         s.last_epoch,
         s.best_test_accuracy,
         s.best_epoch,
-        a.out.display()
+        out.display()
     );
+}
+
+pub fn run_train(a: &TrainArgs) -> Result<()> {
+    let device = Device::parse(&a.opts.device)?;
+    let mut source: Box<dyn FeatureSource> = match (&a.features, &a.input, a.online) {
+        (Some(store), None, false) => {
+            let (layer, t) = store_layer(&a.layer, a.timestep)?;
+            Box::new(StoreSource::open(store, &layer, t, &a.opts.train_split, &a.opts.test_split)?)
+        }
+        (None, Some(file), false) => Box::new(FileSource::open(file)?),
+        (None, None, true) => return run_online(a, &device),
+        _ => {
+            return Err(Error::Config(
+                "give one of --features STORE, --input FILE, or --online --model PIPELINE_DIR --dataset DATASET".into(),
+            ))
+        }
+    };
+    let s = train(source.as_mut(), &a.opts.model(), &a.opts.train(), &a.out, &device)?;
+    print_summary(&s, &a.out);
     Ok(())
+}
+
+/// `train --online`: trains, then prints and writes (`online.json`) the loop's images/s and
+/// where its time went.
+fn run_online(a: &TrainArgs, device: &Device) -> Result<()> {
+    let (layer, t) = layer_timestep(&a.layer, a.timestep, "--online")?;
+    let mut source = OnlineSource::open(&a.online_opts.options(&layer, t, &a.opts, device)?)?;
+    let start = Instant::now();
+    let s = train(&mut source, &a.opts.model(), &a.opts.train(), &a.out, device)?;
+    let (text, json) = report(source.stats(), start.elapsed(), source.model_name());
+    print_summary(&s, &a.out);
+    println!("{text}");
+    write_atomic(&a.out.join(ONLINE_REPORT), serde_json::to_string_pretty(&json).expect("JSON").as_bytes())
 }
 
 pub fn run_eval(a: &EvalArgs) -> Result<()> {

@@ -4,8 +4,7 @@
 //! `revelio extract` (`--pooling none` or `avg:HxW`) and a safetensors file of ready-made
 //! features. They return the same features every epoch. The reference's online protocol (every
 //! epoch: augmentation, VAE, fresh noise, the U-Net up to the layer) is another implementation
-//! of the same trait, computing the features of (epoch, image) on the fly; docs/diffc.md lists
-//! what it needs.
+//! of the same trait, computing the features of (epoch, image) on the fly: `super::online`.
 
 use crate::features::FeatureStore;
 use crate::io::SafeTensorsFile;

@@ -6,6 +6,8 @@
 //!   PyTorch's inits and parameter names.
 //! - [`data`]: where features come from: the `FeatureSource` trait, the cached sources (a feature
 //!   store, a safetensors file).
+//! - [`online`]: the reference's protocol: features computed every epoch from the images
+//!   (augmentation, VAE, fresh noise, the U-Net up to the layer).
 //! - [`train`]: AdamW, the cosine schedule per epoch, seeded shuffling, checkpoints and resume,
 //!   metrics.
 //! - [`eval`]: top-1, per-class accuracy, confusion matrix.
@@ -16,10 +18,12 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod online;
 pub mod sweep;
 pub mod train;
 
 pub use data::{FeatureSource, FileSource, Split, StoreSource};
 pub use eval::{evaluate, EvalReport};
+pub use online::{OnlineOptions, OnlineSource, TestNoise};
 pub use model::{DiffcClassifier, DiffcConfig, ForwardCache, Grads};
 pub use train::{cosine_lr, train, ModelOptions, TrainConfig, TrainSummary};

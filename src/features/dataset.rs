@@ -145,7 +145,9 @@ impl Dataset {
         }
     }
 
-    fn detect(path: &Path) -> Result<DatasetFormat> {
+    /// The kind of dataset `path` is, from its path: a `.csv`, `.jsonl` or `.parquet` file, a folder
+    /// with parquet files below it, else an ImageFolder.
+    pub fn detect(path: &Path) -> Result<DatasetFormat> {
         if path.is_dir() {
             return Ok(if parquet_files(path)?.is_empty() { DatasetFormat::ImageFolder } else { DatasetFormat::Parquet });
         }
