@@ -9,11 +9,13 @@
 //! - [`sae`]: TopK sparse autoencoders on diffusion features: training (fused CUDA step, CPU
 //!   reference), encoding, evaluation.
 //! - [`analysis`]: top images, sigma_label, grids, reports, figures (line plots, heat maps).
+//! - [`demo`]: `revelio demo`, the whole study on generated images and a random-weight model.
 
 pub mod analysis;
 pub mod bench;
 pub mod cpu;
 pub mod cuda;
+pub mod demo;
 pub mod diffc;
 mod error;
 pub mod features;

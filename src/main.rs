@@ -64,6 +64,10 @@ enum Command {
         #[command(subcommand)]
         command: revelio::sae::cli::SaeCommand,
     },
+    /// The whole study in minutes on any machine: draws a labelled image set, writes a small SD
+    /// pipeline with random weights, runs extract, the k-SAE and a Diff-C sweep on them, and
+    /// prints what they found and the commands for SD 1.5.
+    Demo(revelio::demo::DemoArgs),
 }
 
 fn gib(bytes: usize) -> f64 {
@@ -180,6 +184,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => revelio::models::bench::run(&args),
         Command::Diffc(args) => revelio::diffc::cli::run(&args),
         Command::Sae { command } => revelio::sae::cli::run(command),
+        Command::Demo(args) => revelio::demo::run(&args).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

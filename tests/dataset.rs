@@ -105,6 +105,13 @@ fn csv_and_jsonl_manifests() {
     assert_eq!(ds.entries()[1].caption, None);
     assert!(ds.load_image(1).is_ok());
     assert!(ds.load_image(2).unwrap_err().to_string().contains("c.png"));
+    // A store records the manifest file (not its folder), so the dataset opens again as it was.
+    let mut settings = serde_json::Map::new();
+    revelio::features::dataset::record(&ds, &DatasetOptions::default(), &mut settings);
+    let recorded = settings["dataset"].as_str().unwrap();
+    assert!(recorded.ends_with("list.csv"), "{recorded}");
+    let again = Dataset::open(recorded, &DatasetOptions { format: Some(DatasetFormat::parse(settings["dataset_format"].as_str().unwrap()).unwrap()), ..Default::default() }).unwrap();
+    assert_eq!(again.entries(), ds.entries());
     let test = Dataset::open(root.join("list.csv"), &DatasetOptions { split: Some("test".into()), ..Default::default() }).unwrap();
     assert_eq!(test.len(), 1);
     assert_eq!(test.entries()[0].path, "imgs/b b.png");

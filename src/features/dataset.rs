@@ -76,6 +76,9 @@ enum Source {
 
 /// A dataset opened for reading: entries in dataset order and where each image's bytes are.
 pub struct Dataset {
+    /// What it was opened from: the folder, the manifest file or the parquet file or folder.
+    path: PathBuf,
+    /// What relative image paths are relative to.
     root: PathBuf,
     format: DatasetFormat,
     entries: Vec<ImageEntry>,
@@ -213,6 +216,7 @@ impl Dataset {
             )));
         }
         Ok(Dataset {
+            path: root.to_path_buf(),
             root: root.to_path_buf(),
             format: DatasetFormat::ImageFolder,
             entries,
@@ -264,7 +268,7 @@ impl Dataset {
             files.push(base.join(&path));
             entries.push(ImageEntry { path, label, split, caption });
         }
-        Ok(Dataset { root: base, format, entries, class_names, source: Source::Files(files) })
+        Ok(Dataset { path: file.to_path_buf(), root: base, format, entries, class_names, source: Source::Files(files) })
     }
 
     /// HF parquet files: one file, or every `*.parquet` below a folder in sorted path order.
@@ -284,6 +288,7 @@ impl Dataset {
             return Err(Error::Config(format!("{}: the parquet files hold no rows", path.display())));
         }
         Ok(Dataset {
+            path: path.to_path_buf(),
             root,
             format: DatasetFormat::Parquet,
             entries: opened.entries,
@@ -321,6 +326,11 @@ impl Dataset {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The folder or file the dataset was opened from (what `open` takes to open it again).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn format(&self) -> DatasetFormat {
@@ -483,31 +493,13 @@ fn jsonl_records(text: &str) -> std::result::Result<Records, String> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_quotes_commas_newlines() {
-        let text = "path,label,caption\r\na.png,1,\"a cat, sitting\"\nb.png,2,\"two\nlines \"\"quoted\"\"\"\n\nc.png,3,\n";
-        let r = csv_records(text).unwrap();
-        assert_eq!(r.len(), 3);
-        assert_eq!(r[0].1["caption"], "a cat, sitting");
-        assert_eq!(r[1].1["caption"], "two\nlines \"quoted\"");
-        assert_eq!(r[1].0, 3);
-        assert_eq!(r[2].0, 6);
-        assert_eq!(r[2].1["caption"], "");
-        assert!(csv_records("path,label\na.png\n").unwrap_err().contains("line 2: 1 fields"));
-        assert!(csv_records("path,label\n\"a.png,1\n").unwrap_err().contains("never closed"));
-    }
-}
-
-/// Records in a feature store's settings what `reopen` needs: the dataset's absolute path, its
-/// format, the split kept and the parquet columns.
+/// Records in a feature store's settings what `reopen` needs: the absolute path the dataset was
+/// opened from (a manifest's file, not its folder), its format, the split kept and the parquet
+/// columns.
 pub fn record(ds: &Dataset, opts: &DatasetOptions, settings: &mut serde_json::Map<String, serde_json::Value>) {
     use serde_json::json;
-    let root = std::fs::canonicalize(ds.root()).unwrap_or_else(|_| ds.root().to_path_buf());
-    settings.insert("dataset".into(), json!(root.display().to_string()));
+    let path = std::fs::canonicalize(ds.path()).unwrap_or_else(|_| ds.path().to_path_buf());
+    settings.insert("dataset".into(), json!(path.display().to_string()));
     settings.insert("dataset_format".into(), json!(ds.format().name()));
     settings.insert("split".into(), json!(opts.split.clone().unwrap_or_default()));
     for (key, col) in [("image_column", &opts.columns.image), ("label_column", &opts.columns.label), ("caption_column", &opts.columns.caption)] {
@@ -533,4 +525,23 @@ pub fn reopen(manifest: &crate::features::Manifest) -> Result<Dataset> {
         return Err(Error::Config(format!("{path}: the dataset has changed since the features were extracted")));
     }
     Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_commas_newlines() {
+        let text = "path,label,caption\r\na.png,1,\"a cat, sitting\"\nb.png,2,\"two\nlines \"\"quoted\"\"\"\n\nc.png,3,\n";
+        let r = csv_records(text).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].1["caption"], "a cat, sitting");
+        assert_eq!(r[1].1["caption"], "two\nlines \"quoted\"");
+        assert_eq!(r[1].0, 3);
+        assert_eq!(r[2].0, 6);
+        assert_eq!(r[2].1["caption"], "");
+        assert!(csv_records("path,label\na.png\n").unwrap_err().contains("line 2: 1 fields"));
+        assert!(csv_records("path,label\n\"a.png,1\n").unwrap_err().contains("never closed"));
+    }
 }
