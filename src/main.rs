@@ -42,6 +42,7 @@ enum Command {
         /// pipeline's `tokenizer/`.
         #[arg(long)]
         tokenizer: PathBuf,
+        /// Pad or truncate to this many ids (CLIP's context length).
         #[arg(long, default_value_t = 77)]
         max_length: usize,
         /// Which Hugging Face tokenizer to reproduce: `slow` (transformers 4.x CLIPTokenizer,

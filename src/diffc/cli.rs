@@ -247,8 +247,10 @@ pub struct EvalArgs {
     /// A safetensors file as for `train --input`.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// The store's layer (default: the one the classifier was trained on).
     #[arg(long)]
     pub layer: Option<String>,
+    /// The store's timestep (default: the one the classifier was trained on).
     #[arg(long)]
     pub timestep: Option<usize>,
     /// With --features: the store's split to evaluate. With --input: `train` or `test`.
@@ -260,10 +262,13 @@ pub struct EvalArgs {
     /// Where eval.json, confusion.json and confusion.png go (default: the run folder).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Feature maps per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// auto (the first GPU, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Compute dtype: f32, or bf16 / f16 on a GPU.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
 }

@@ -27,6 +27,7 @@ pub struct BenchArgs {
     /// Taps to take (U-Net/DiT): the pass stops after the deepest one. None: the full forward.
     #[arg(long, value_delimiter = ',')]
     pub taps: Vec<String>,
+    /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Image resolution in pixels (latents are resolution / 8).
@@ -41,10 +42,13 @@ pub struct BenchArgs {
     /// f32, f16 or bf16 (default bf16 on a GPU; the CPU runs f32).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// auto (the first GPU, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Timed forward passes (the median is reported).
     #[arg(long, default_value_t = 10)]
     pub iters: usize,
+    /// Untimed passes first (kernel compile and load, allocator warm-up).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     /// Also write the figures as JSON here.

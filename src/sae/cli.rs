@@ -131,6 +131,7 @@ pub struct TrainArgs {
     /// Start over even if --out holds a checkpoint.
     #[arg(long)]
     pub restart: bool,
+    /// auto (the first GPU, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     #[arg(long)]
@@ -144,8 +145,10 @@ pub struct EncodeArgs {
     pub sae: PathBuf,
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Rows encoded per pass.
     #[arg(long, default_value_t = 8192)]
     pub batch: usize,
+    /// auto (the first GPU, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// The output safetensors file: indices i32 [rows, k], values f32 [rows, k], image i64
@@ -156,13 +159,16 @@ pub struct EncodeArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
+    /// The SAE folder (sae_weights.safetensors, cfg.json).
     #[arg(long)]
     pub sae: PathBuf,
     /// Default rows: the images held out in training, else the store's `test` split.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Rows encoded per pass.
     #[arg(long, default_value_t = 8192)]
     pub batch: usize,
+    /// auto (the first GPU, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Also write the report (with every latent's frequency) as JSON.
@@ -172,6 +178,8 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
+    /// The SAE folder (sae_weights.safetensors, cfg.json). Default features: the store it was
+    /// trained on, at its layer and timestep.
     #[arg(long)]
     pub sae: PathBuf,
     #[command(flatten)]
@@ -188,13 +196,16 @@ pub struct AnalyzeArgs {
     /// Latents (by rank) listed in the report.
     #[arg(long, default_value_t = 1000)]
     pub list: usize,
+    /// Side of each grid thumbnail in pixels.
     #[arg(long, default_value_t = 96)]
     pub thumb: u32,
     /// Folder the manifest's relative image paths are under.
     #[arg(long)]
     pub image_root: Option<PathBuf>,
+    /// Images encoded per pass.
     #[arg(long, default_value_t = 256)]
     pub chunk: usize,
+    /// auto (the first GPU, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// The report folder (index.html, grids/, average_stds.json, sigma.json, latents.json).
