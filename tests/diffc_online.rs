@@ -14,9 +14,7 @@ use revelio::features::dataset::{Dataset, DatasetOptions};
 use revelio::features::extract::{extract, ExtractOptions};
 use revelio::features::image::Preprocess;
 use revelio::features::store::{FeatureStore, Pooling};
-use revelio::io::SafeTensorsFile;
 use revelio::{rng, DType, Device, Tensor};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 const R: usize = 16;
@@ -194,20 +192,6 @@ fn fixed_test_noise_gives_what_extract_stores() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Every tensor of a safetensors file as bits (f32) or values (i64), by name.
-fn bits(path: &Path) -> HashMap<String, Vec<u64>> {
-    let all = SafeTensorsFile::open(path).unwrap().load_all(&Device::Cpu).unwrap();
-    all.into_iter()
-        .map(|(k, t)| {
-            let v = match t.dtype() {
-                DType::I64 => t.to_vec::<i64>().unwrap().iter().map(|&v| v as u64).collect(),
-                _ => t.to_f32_vec().unwrap().iter().map(|v| v.to_bits() as u64).collect(),
-            };
-            (k, v)
-        })
-        .collect()
-}
-
 /// metrics.jsonl without the timings.
 fn metrics_lines(run: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(run.join(METRICS)).unwrap();
@@ -253,7 +237,7 @@ fn online_training_runs_and_resumes_exactly() {
     let resumed = train(&mut source(3), &model, &cfg(3), &dir.join("parts"), &Device::Cpu).unwrap();
     assert_eq!(resumed, whole);
     for f in [WEIGHTS, CHECKPOINT] {
-        assert!(bits(&dir.join("whole").join(f)) == bits(&dir.join("parts").join(f)), "{f} differs after resuming");
+        assert!(common::file_bits(&dir.join("whole").join(f)) == common::file_bits(&dir.join("parts").join(f)), "{f} differs after resuming");
     }
     assert_eq!(metrics_lines(&dir.join("whole")), metrics_lines(&dir.join("parts")));
     // Another layer is another run.

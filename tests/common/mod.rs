@@ -178,3 +178,18 @@ pub fn fixture(relpath: &str) -> revelio::io::SafeTensorsFile {
 pub fn fixture_tensor(f: &revelio::io::SafeTensorsFile, key: &str) -> Tensor {
     f.load(key, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Every tensor of a safetensors file as bits (f32) or values (i64), by name: for checks that
+/// two runs wrote the same files bit for bit.
+pub fn file_bits(path: &std::path::Path) -> std::collections::HashMap<String, Vec<u64>> {
+    let all = revelio::io::SafeTensorsFile::open(path).unwrap().load_all(&Device::Cpu).unwrap();
+    all.into_iter()
+        .map(|(k, t)| {
+            let v = match t.dtype() {
+                DType::I64 => t.to_vec::<i64>().unwrap().iter().map(|&v| v as u64).collect(),
+                _ => t.to_f32_vec().unwrap().iter().map(|v| v.to_bits() as u64).collect(),
+            };
+            (k, v)
+        })
+        .collect()
+}

@@ -9,7 +9,7 @@ use revelio::diffc::model::DiffcClassifier;
 use revelio::diffc::sweep::sweep;
 use revelio::diffc::train::{read_metrics, train, ModelOptions, TrainConfig, TrainSummary, CHECKPOINT, METRICS, WEIGHTS};
 use revelio::features::store::{FeatureStoreWriter, ImageEntry, Manifest, STORE_FORMAT};
-use revelio::io::{save_safetensors, SafeTensorsFile};
+use revelio::io::save_safetensors;
 use revelio::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -143,20 +143,6 @@ fn training_reaches_high_accuracy_and_evaluates() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Every tensor of a safetensors file as bits (f32) or values (i64), by name.
-fn bits(path: &Path) -> HashMap<String, Vec<u64>> {
-    let all = SafeTensorsFile::open(path).unwrap().load_all(&Device::Cpu).unwrap();
-    all.into_iter()
-        .map(|(k, t)| {
-            let v = match t.dtype() {
-                DType::I64 => t.to_vec::<i64>().unwrap().iter().map(|&v| v as u64).collect(),
-                _ => t.to_f32_vec().unwrap().iter().map(|v| v.to_bits() as u64).collect(),
-            };
-            (k, v)
-        })
-        .collect()
-}
-
 #[test]
 fn resume_equals_an_uninterrupted_run() {
     let dir = tmp("resume");
@@ -170,7 +156,7 @@ fn resume_equals_an_uninterrupted_run() {
     let resumed = train(&mut FileSource::open(&file).unwrap(), &opts, &cfg(3), &dir.join("parts"), &Device::Cpu).unwrap();
     assert_eq!(resumed, whole);
     for f in [WEIGHTS, CHECKPOINT] {
-        assert!(bits(&dir.join("whole").join(f)) == bits(&dir.join("parts").join(f)), "{f} differs after resuming");
+        assert!(file_bits(&dir.join("whole").join(f)) == file_bits(&dir.join("parts").join(f)), "{f} differs after resuming");
     }
     // metrics.jsonl: the same lines but for the timings.
     let strip = |p: &Path| {
