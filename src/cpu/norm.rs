@@ -1,5 +1,6 @@
-//! Normalisation layers on the CPU (f32 storage, statistics in f64): GroupNorm (+ SiLU),
-//! LayerNorm, BatchNorm forward (train and eval) and backward. The reference for kernels/norm.cu.
+//! Normalisation layers on the CPU (f32 storage, statistics in f64, GroupNorm and LayerNorm
+//! applied in f32): GroupNorm (+ SiLU), LayerNorm, BatchNorm forward (train and eval) and
+//! backward. The reference for kernels/norm.cu.
 
 use crate::ops::norm::{BatchNormCache, BatchNormGrads, BatchNormParams, BatchNormState, GroupNormParams, LayerNormParams};
 use crate::tensor::{Device, Tensor};
@@ -18,7 +19,25 @@ fn mean_var(xs: impl Iterator<Item = f32> + Clone) -> (f64, f64) {
     (mean, m2 / n as f64)
 }
 
-fn silu(v: f64) -> f64 {
+/// `mean_var` of a slice, summed in eight f64 lanes (vectorised, no serial chain of adds).
+fn slice_mean_var(xs: &[f32]) -> (f64, f64) {
+    fn lanes(xs: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+        let mut acc = [0.0f64; 8];
+        let chunks = xs.chunks_exact(8);
+        let rest: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += f(v);
+            }
+        }
+        acc.iter().sum::<f64>() + rest
+    }
+    let n = xs.len() as f64;
+    let mean = lanes(xs, |v| v as f64) / n;
+    (mean, lanes(xs, |v| (v as f64 - mean).powi(2)) / n)
+}
+
+fn silu(v: f32) -> f32 {
     v / (1.0 + (-v).exp())
 }
 
@@ -37,15 +56,19 @@ pub fn group_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, p:
     let mut out = vec![0.0f32; xs.len()];
     if len > 0 {
         out.par_chunks_mut(len).zip(xs.par_chunks(len)).enumerate().for_each(|(gi, (o, g))| {
-            let (mean, var) = mean_var(g.iter().copied());
+            let (mean, var) = slice_mean_var(g);
             let rstd = 1.0 / (var + p.eps as f64).sqrt();
             let c0 = (gi % p.groups) * p.channels_per_group();
-            for (i, (o, &v)) in o.iter_mut().zip(g).enumerate() {
-                let c = c0 + i / p.spatial;
-                let ch_w = w.map_or(1.0, |w| w[c] as f64);
-                let ch_b = b.map_or(0.0, |b| b[c] as f64);
-                let y = (v as f64 - mean) * rstd * ch_w + ch_b;
-                *o = if p.silu { silu(y) } else { y } as f32;
+            // Per channel, y = x * scale + shift with scale and shift folded in f64, applied in f32.
+            for (ci, (o, g)) in o.chunks_mut(p.spatial).zip(g.chunks(p.spatial)).enumerate() {
+                let c = c0 + ci;
+                let scale = rstd * w.map_or(1.0, |w| w[c] as f64);
+                let shift = b.map_or(0.0, |b| b[c] as f64) - mean * scale;
+                let (scale, shift) = (scale as f32, shift as f32);
+                for (o, &v) in o.iter_mut().zip(g) {
+                    let y = v * scale + shift;
+                    *o = if p.silu { silu(y) } else { y };
+                }
             }
         });
     }
@@ -60,11 +83,10 @@ pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, p:
     let mut out = vec![0.0f32; xs.len()];
     if p.c > 0 {
         out.par_chunks_mut(p.c).zip(xs.par_chunks(p.c)).for_each(|(o, row)| {
-            let (mean, var) = mean_var(row.iter().copied());
-            let rstd = 1.0 / (var + p.eps as f64).sqrt();
+            let (mean, var) = slice_mean_var(row);
+            let (mean, rstd) = (mean as f32, (1.0 / (var + p.eps as f64).sqrt()) as f32);
             for (j, (o, &v)) in o.iter_mut().zip(row).enumerate() {
-                let y = (v as f64 - mean) * rstd * w.map_or(1.0, |w| w[j] as f64) + b.map_or(0.0, |b| b[j] as f64);
-                *o = y as f32;
+                *o = (v - mean) * rstd * w.map_or(1.0, |w| w[j]) + b.map_or(0.0, |b| b[j]);
             }
         });
     }
