@@ -620,6 +620,9 @@ fn bad_input_is_a_clear_error() {
     let res = revelio_bin().args(["sae", "train", "--device", "cpu", "--out"]).arg(dir.join("r3")).output().unwrap();
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(!res.status.success() && err.contains("--features"), "{err}");
+    // A folder that is not an SAE's: named, with what would make one.
+    let err = checkpoint::load_sae(&dir.join("store"), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("not an SAE folder") && err.contains("sae train"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&nan_dir).unwrap();
 }

@@ -110,6 +110,13 @@ pub fn save_sae(dir: &Path, sae: &Sae, info: &RevelioInfo) -> Result<()> {
 /// Loads an SAE folder (`sae_weights.safetensors` + `cfg.json`) onto `device`.
 pub fn load_sae(dir: &Path, device: &Device) -> Result<(Sae, RevelioInfo)> {
     let cfg_path = dir.join(CONFIG);
+    if !cfg_path.is_file() {
+        let hint = if dir.join(STATE_META).is_file() { "; training has not finished: rerun the same `revelio sae train` to resume" } else { "" };
+        return Err(Error::Config(format!(
+            "--sae {}: not an SAE folder (no {CONFIG}; `revelio sae train --out DIR` writes {CONFIG} and {WEIGHTS} there){hint}",
+            dir.display()
+        )));
+    }
     let cfg: Value = read_json(&cfg_path)?;
     let get = |k: &str| cfg.get(k).and_then(Value::as_u64).map(|v| v as usize);
     let arch = cfg.get("architecture").and_then(Value::as_str).unwrap_or("topk");
