@@ -450,6 +450,12 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
 /// A run folder's config.json.
 pub fn read_run_config(dir: &Path) -> Result<serde_json::Value> {
     let path: PathBuf = dir.join(CONFIG);
+    if !path.is_file() {
+        return Err(Error::Config(format!(
+            "{}: not a Diff-C run folder (no {CONFIG}; `revelio diffc train --out DIR` writes one)",
+            dir.display()
+        )));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not JSON: {e}")))?;
     if v.get("format").and_then(|f| f.as_str()) != Some(RUN_FORMAT) {

@@ -213,6 +213,9 @@ fn bad_inputs_give_clear_errors() {
     assert_eq!(class_count(&fsrc, None).unwrap(), 4);
     let err = class_count(&fsrc, Some(3)).unwrap_err().to_string();
     assert!(err.contains("class count mismatch") && err.contains("label 3"), "{err}");
+    // A folder that is not a run's.
+    let err = revelio::diffc::train::read_run_config(&dir.join("store")).unwrap_err().to_string();
+    assert!(err.contains("not a Diff-C run folder") && err.contains("diffc train"), "{err}");
     let model = DiffcClassifier::new(
         revelio::diffc::DiffcConfig { in_channels: 8, num_classes: 3, widths: vec![4], dropout: 0.0 },
         1,
