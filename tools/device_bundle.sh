@@ -10,8 +10,8 @@
 #   target/device/bench-conv --device cuda --dtype bf16 --json "$OUT/conv-cuda.json"
 #   target/device/revelio info
 #
-# (the benches take the arguments that follow `--` in `cargo bench --bench NAME -- ...`; README "GPU tests
-# and benches" lists them). The binaries need only glibc: if the GPU machine's is older than this
+# (the benches take the arguments that follow `--` in `cargo bench --bench NAME -- ...`;
+# README "GPU tests and benches" lists them). The binaries need only glibc: if the GPU machine's is older than this
 # machine's, build there instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
