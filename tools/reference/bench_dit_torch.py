@@ -33,11 +33,12 @@ docs/parity.md by hand).
 import argparse
 import json
 import os
-import statistics
 import sys
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from benchlib import compare_and_write, errors, load_results, perturb, round_bf16, timing
 
 # DiT-XL/2 (facebookresearch/DiT models.py DiT_XL_2; the Hub's facebook/DiT-XL-2-* configs).
 XL2 = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
@@ -46,12 +47,6 @@ XL2 = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_cha
 CONFIGS = {"xl2-256": dict(XL2, sample_size=32), "xl2-512": dict(XL2, sample_size=64)}
 
 
-def perturb(model, seed, scale=0.02):
-    """Moves every parameter off its init (no adaLN gate left at its init value), seeded."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters()):
-            p.add_(scale * torch.randn(p.shape, generator=g))
 
 
 def build(cfg, seed):
@@ -59,11 +54,8 @@ def build(cfg, seed):
 
     torch.manual_seed(seed)
     model = DiTTransformer2DModel(**cfg).eval()
-    perturb(model, seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.to(torch.bfloat16).float())
-    return model
+    perturb(model, seed)  # every parameter, adaLN gates included, leaves its init value
+    return round_bf16(model)
 
 
 def to_map(tokens, side):
@@ -84,33 +76,8 @@ def reference(model, x, t, y, tap_blocks, side):
     return out
 
 
-def timed_ms(fn, iters):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times), min(times), max(times)
 
 
-def errors(actual, expected):
-    out = {}
-    for k, e in expected.items():
-        if k not in actual:
-            continue
-        a = actual[k].float()
-        if a.shape != e.shape:
-            out[k] = {"error": f"shape {list(a.shape)} vs {list(e.shape)}"}
-            continue
-        diff = (a - e).double()
-        out[k] = {"rel_l2": (diff.norm() / e.double().norm()).item(), "max_abs": diff.abs().max().item()}
-    return out
 
 
 def prepare_and_time(name, cfg, args, seed):
@@ -149,12 +116,10 @@ def prepare_and_time(name, cfg, args, seed):
 
     row = {"config": name, "batch": b, "sample_size": side, "tokens": (side // 2) ** 2,
            "diffusers_bf16_vs_f32": errors(bf16, ref)}
-    ms, lo, hi = timed_ms(lambda: fwd(model), args.iters)
-    row["diffusers_bf16_eager"] = {"ms": ms, "min_ms": lo, "max_ms": hi, "images_per_s": b / (ms / 1e3)}
+    row["diffusers_bf16_eager"] = timing(lambda: fwd(model), args.iters, torch.device("cuda"), b)
     if args.compile:
         compiled = torch.compile(model)
-        ms, lo, hi = timed_ms(lambda: fwd(compiled), args.iters)
-        row["diffusers_bf16_compile"] = {"ms": ms, "min_ms": lo, "max_ms": hi, "images_per_s": b / (ms / 1e3)}
+        row["diffusers_bf16_compile"] = timing(lambda: fwd(compiled), args.iters, torch.device("cuda"), b)
     print(json.dumps({k: v for k, v in row.items() if k != "diffusers_bf16_vs_f32"}), file=sys.stderr)
     del model
     torch.cuda.empty_cache()
@@ -180,10 +145,7 @@ def main():
     if unknown:
         sys.exit(f"unknown configs {unknown}; known: {list(CONFIGS)}")
 
-    results = {}
-    if os.path.exists(json_path):
-        with open(json_path) as f:
-            results = json.load(f)
+    results = load_results(json_path)
     if not args.compare_only:
         import diffusers
 
@@ -193,18 +155,7 @@ def main():
                           "diffusers": diffusers.__version__, "attention": "SDPA (AttnProcessor2_0)"}
         for seed, name in enumerate(names):
             results[name] = prepare_and_time(name, CONFIGS[name], args, seed + 1)
-    for name in names:
-        ours = os.path.join(args.out_dir, name, "ours.safetensors")
-        if os.path.exists(ours):
-            ref = load_file(os.path.join(args.out_dir, name, "reference.safetensors"))
-            results.setdefault(name, {})["ours_vs_diffusers_f32"] = errors(load_file(ours), ref)
-        else:
-            print(f"{ours} not found: run revelio forward first (see --help) to get our errors", file=sys.stderr)
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {json_path}", file=sys.stderr)
-
+    compare_and_write(results, names, args.out_dir, json_path)
 
 if __name__ == "__main__":
     main()

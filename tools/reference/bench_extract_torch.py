@@ -122,6 +122,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_unet_torch as ub  # noqa: E402
+from benchlib import errors, perturb, round_bf16  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JSON = "bench_extract.json"
@@ -152,12 +153,6 @@ CLASSES = ("ellipses", "rectangles", "triangles", "lines")
 
 
 # ---- the pipeline folder ----
-def bf16_round(model):
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.to(torch.bfloat16).float())
-
-
 def save_bf16(model, path):
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}, path,
               metadata={"format": "pt"})
@@ -221,8 +216,7 @@ def make_pipeline(folder, sizes):
 
     torch.manual_seed(2)
     vae = AutoencoderKL(**sizes["vae"]).eval()
-    ub.perturb(vae, 2)
-    bf16_round(vae)
+    round_bf16(perturb(vae, 2, scale=0.02, vector_scale=0.1))
     vae.save_config(os.path.join(folder, "vae"))
     save_bf16(vae, os.path.join(folder, "vae", "diffusion_pytorch_model.safetensors"))
     counts["vae"] = sum(p.numel() for p in vae.parameters())
@@ -232,8 +226,7 @@ def make_pipeline(folder, sizes):
     config = CLIPTextConfig(**sizes["clip"])
     config.architectures = ["CLIPTextModel"]
     text = CLIPTextModel(config).eval()
-    ub.perturb(text, 3)
-    bf16_round(text)
+    round_bf16(perturb(text, 3, scale=0.02, vector_scale=0.1))
     config.save_pretrained(os.path.join(folder, "text_encoder"))
     save_bf16(text, os.path.join(folder, "text_encoder", "model.safetensors"))
     counts["text_encoder"] = sum(p.numel() for p in text.parameters())
@@ -601,7 +594,7 @@ def agreement(a, b):
     cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
     ac, bc = a - a.mean(0), b - b.mean(0)
     ccos = torch.nn.functional.cosine_similarity(ac, bc, dim=1)
-    err = ub.errors({"x": a}, {"x": b})["x"]
+    err = errors({"x": a}, {"x": b})["x"]
     return {"cosine_mean": cos.mean().item(), "cosine_min": cos.min().item(),
             "centered_cosine_mean": ccos.mean().item(), "norm_ratio": (a.norm() / b.norm()).item(), **err}
 

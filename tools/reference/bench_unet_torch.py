@@ -52,12 +52,12 @@ timings; then revelio forward with `--device cpu` and no --dtype, then --compare
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from benchlib import compare_and_write, errors, load_results, perturb, round_bf16, timing
 
 # The Hub's unet/config.json files (every key they hold; the rest are diffusers' defaults, which
 # these checkpoints use: no class embedding, no dual or cross-only attention, resnet time
@@ -85,15 +85,6 @@ TOKENS = 77
 TIMESTEPS = (25.0, 999.0, 500.0, 0.0, 250.0, 750.0, 100.0, 900.0)
 
 
-def perturb(model, seed, scale=0.02):
-    """Moves every parameter off its init, seeded: matrices and kernels by `scale` (of the order of
-    their init's spread at these widths, so activations stay in range through the 22 resnets and
-    16 transformer blocks), norm weights and biases by 0.1 (so a forgotten affine term or bias
-    shows)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters()):
-            p.add_((0.1 if p.ndim == 1 else scale) * torch.randn(p.shape, generator=g))
 
 
 def build(cfg, seed):
@@ -103,11 +94,11 @@ def build(cfg, seed):
     torch.manual_seed(seed)
     model = UNet2DConditionModel(**cfg).eval()
     model.set_attn_processor(AttnProcessor2_0())
-    perturb(model, seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.to(torch.bfloat16).float())
-    return model
+    # Matrices and kernels move by 0.02 (of the order of their init's spread at these widths, so
+    # activations stay in range through the 22 resnets and 16 transformer blocks), norm weights
+    # and biases by 0.1 (so a forgotten affine term or bias shows).
+    perturb(model, seed, scale=0.02, vector_scale=0.1)
+    return round_bf16(model)
 
 
 def tap_names(cfg):
@@ -159,48 +150,10 @@ def reference(model, x, t, c, names):
     return out
 
 
-def timed_ms(fn, iters, device):
-    for _ in range(3):
-        fn()
-    times = []
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        for _ in range(iters):
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            stop.record()
-            stop.synchronize()
-            times.append(start.elapsed_time(stop))
-    else:
-        for _ in range(iters):
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times), max(times)
 
 
-def timing(fn, iters, device, batch):
-    ms, lo, hi = timed_ms(fn, iters, device)
-    row = {"ms": ms, "min_ms": lo, "max_ms": hi, "images_per_s": batch / (ms / 1e3)}
-    if device.type == "cuda":
-        row["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    return row
 
 
-def errors(actual, expected):
-    out = {}
-    for k, e in expected.items():
-        if k not in actual:
-            continue
-        a = actual[k].float()
-        if a.shape != e.shape:
-            out[k] = {"error": f"shape {list(a.shape)} vs {list(e.shape)}"}
-            continue
-        diff = (a - e).double()
-        out[k] = {"rel_l2": (diff.norm() / e.double().norm()).item(), "max_abs": diff.abs().max().item()}
-    return out
 
 
 def revelio_commands(name, cfg, args):
@@ -315,10 +268,7 @@ def main():
         if args.stop_after not in tap_names(configs[name]):
             sys.exit(f"--stop-after {args.stop_after}: not a tap of {name} ({', '.join(tap_names(configs[name]))})")
 
-    results = {}
-    if os.path.exists(json_path):
-        with open(json_path) as f:
-            results = json.load(f)
+    results = load_results(json_path)
     if not args.compare_only:
         import diffusers
 
@@ -331,18 +281,7 @@ def main():
         for name in names:
             results[name] = prepare_and_time(name, configs[name], args, list(configs).index(name) + 1)
             print("\n".join(["next, revelio:"] + revelio_commands(name, configs[name], args)), file=sys.stderr)
-    for name in names:
-        ours = os.path.join(args.out_dir, name, "ours.safetensors")
-        if os.path.exists(ours):
-            ref = load_file(os.path.join(args.out_dir, name, "reference.safetensors"))
-            results.setdefault(name, {})["ours_vs_diffusers_f32"] = errors(load_file(ours), ref)
-        else:
-            print(f"{ours} not found: run revelio forward first (see --help) to get our errors", file=sys.stderr)
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {json_path}", file=sys.stderr)
-
+    compare_and_write(results, names, args.out_dir, json_path)
 
 if __name__ == "__main__":
     main()
