@@ -203,87 +203,21 @@ __device__ __forceinline__ S gather_x(const S* x, const ConvShape& s, const Pix&
 
 // ---------------------------------------------------------------- tensor-core tiles
 
-#define TC_BM 128
-#define TC_BN 128
-#define TC_BK 32
-#define TC_THREADS 256
-#define TC_LDA (TC_BK + 8)  // A tile row (k contiguous), padded: 80 bytes
-#define TC_LDB (TC_BN + 8)  // forward/dgrad B tile row (pixels contiguous): 272 bytes
-#define TC_LDW (TC_BK + 8)  // wgrad B tile row (r contiguous): 80 bytes
-#define TC_LDC (TC_BN + 8)  // epilogue staging row
+#define TC_LDC (TILE_BN + 8)  // epilogue staging row
 
-typedef unsigned short u16;
 
 // Shared memory of the tensor-core kernels (static, 38,912 bytes); the epilogue reuses it.
 struct TcSmem {
-    u16 a[2][TC_BM * TC_LDA];
-    u16 b[2][TC_BK * TC_LDB];
-    Tap tab[2][TC_BK];
+    u16 a[2][TILE_BM * TILE_LDA];
+    u16 b[2][TILE_BK * TILE_LDB];
+    Tap tab[2][TILE_BK];
 };
 
 // Shared memory of the weight-grad kernel (static, 40,960 bytes, plus 3 KiB of tables).
 struct WgSmem {
-    u16 a[2][TC_BM * TC_LDA];
-    u16 b[2][TC_BN * TC_LDW];
+    u16 a[2][TILE_BM * TILE_LDA];
+    u16 b[2][TILE_BN * TILE_LDBT];
 };
-
-// The MMAs of one 32-deep stage for warp (wm, wn): rows wm*64 .. +64, columns wn*32 .. +32.
-// B_TRANS: B stored [k][n] (read with ldmatrix.trans), else [n][k].
-template <typename T, bool B_TRANS>
-__device__ __forceinline__ void tc_stage(const u16* sa, const u16* sb, float (&acc)[4][4][4], int wm, int wn, int lane) {
-#pragma unroll
-    for (int kk = 0; kk < TC_BK; kk += 16) {
-        unsigned af[4][4], bfr[4][2];
-#pragma unroll
-        for (int mt = 0; mt < 4; ++mt) {
-            const int row = wm * 64 + mt * 16 + (lane & 15);
-            ldmatrix_x4(af[mt], sa + row * TC_LDA + kk + (lane >> 4) * 8);
-        }
-#pragma unroll
-        for (int np = 0; np < 2; ++np) {
-            unsigned r[4];
-            if (B_TRANS) {
-                // matrices: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)
-                ldmatrix_x4_trans(r, sb + (kk + (lane & 15)) * TC_LDB + wn * 32 + np * 16 + (lane >> 4) * 8);
-            } else {
-                // matrices: (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15)
-                const int n = wn * 32 + np * 16 + (lane & 7) + ((lane >> 4) << 3);
-                ldmatrix_x4(r, sb + n * TC_LDW + kk + ((lane >> 3) & 1) * 8);
-            }
-            bfr[2 * np][0] = r[0];
-            bfr[2 * np][1] = r[1];
-            bfr[2 * np + 1][0] = r[2];
-            bfr[2 * np + 1][1] = r[3];
-        }
-#pragma unroll
-        for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < 4; ++nt) mma_16816<T>(acc[mt][nt], af[mt], bfr[nt][0], bfr[nt][1]);
-    }
-}
-
-// A tile rows m0.. of a row-major [M, K] matrix, columns k0..: cp.async in 16-byte pieces when
-// `vec` (K % 8 == 0, 16-byte aligned base), else element by element. Zero outside.
-__device__ __forceinline__ void tc_load_a(u16* sa, const u16* A, int M, int K, int m0, int k0, int vec, int tid) {
-    if (vec) {
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            const int c = tid + i * TC_THREADS;
-            const int m = c >> 2, kc = (c & 3) * 8;
-            const bool ok = (m0 + m < M) & (k0 + kc < K);
-            const u16* src = ok ? A + (long long)(m0 + m) * K + k0 + kc : A;
-            cp_async16(sa + m * TC_LDA + kc, src, ok);
-        }
-    } else {
-#pragma unroll 4
-        for (int i = 0; i < (TC_BM * TC_BK) / TC_THREADS; ++i) {
-            const int c = tid + i * TC_THREADS;
-            const int m = c >> 5, kk = c & 31;
-            const bool ok = (m0 + m < M) & (k0 + kk < K);
-            sa[m * TC_LDA + kk] = ok ? A[(long long)(m0 + m) * K + k0 + kk] : (u16)0;
-        }
-    }
-}
 
 // Forward / data grad on tensor cores. out[img, m, p] = sum_k A[m, k] * B[k, (img, p)] (+ bias).
 // Launch: 1D grid of ceil(M/128) * ceil(N/128) blocks (M tile fastest, so blocks that share a
@@ -303,9 +237,9 @@ __device__ __forceinline__ void conv_tc(const T* __restrict__ A_, const T* __res
     const int N = s.n * P;
     const int SH = MODE == MODE_FWD ? s.h : s.oh, SW = MODE == MODE_FWD ? s.w : s.ow;
 
-    const int mtiles = (M + TC_BM - 1) / TC_BM;
-    const int m0 = (blockIdx.x % mtiles) * TC_BM;
-    const int n0 = (blockIdx.x / mtiles) * TC_BN;
+    const int mtiles = (M + TILE_BM - 1) / TILE_BM;
+    const int m0 = (blockIdx.x % mtiles) * TILE_BM;
+    const int n0 = (blockIdx.x / mtiles) * TILE_BN;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 2, wn = warp & 3;
 
@@ -322,14 +256,14 @@ __device__ __forceinline__ void conv_tc(const T* __restrict__ A_, const T* __res
 #pragma unroll
             for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
 
-    const int nk = (K + TC_BK - 1) / TC_BK;
+    const int nk = (K + TILE_BK - 1) / TILE_BK;
     // The tables of stages 0 and 1; then thread e < 32 writes row e of stage i + 2 in iteration i.
-    if (tid < 2 * TC_BK) sm.tab[tid >> 5][tid & 31] = walk_tap<MODE>(s, tap_walk(s, tid, 0));
-    Walk tw = tap_walk(s, 2 * TC_BK + tid, TC_BK);
+    if (tid < 2 * TILE_BK) sm.tab[tid >> 5][tid & 31] = walk_tap<MODE>(s, tap_walk(s, tid, 0));
+    Walk tw = tap_walk(s, 2 * TILE_BK + tid, TILE_BK);
     __syncthreads();
 
     unsigned breg[8];
-    tc_load_a(sm.a[0], A, M, K, m0, 0, a_vec, tid);
+    tile_load_a(sm.a[0], A, M, K, m0, 0, a_vec, tid);
     cp_async_commit();
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -337,7 +271,7 @@ __device__ __forceinline__ void conv_tc(const T* __restrict__ A_, const T* __res
         breg[j] = (unsigned)gather<MODE>(g0, t, SH, SW, (u16)0) | ((unsigned)gather<MODE>(g1, t, SH, SW, (u16)0) << 16);
     }
 #pragma unroll
-    for (int j = 0; j < 8; ++j) *reinterpret_cast<unsigned*>(&sm.b[0][(kr + 4 * j) * TC_LDB + 2 * np]) = breg[j];
+    for (int j = 0; j < 8; ++j) *reinterpret_cast<unsigned*>(&sm.b[0][(kr + 4 * j) * TILE_LDB + 2 * np]) = breg[j];
     cp_async_wait_all();
     __syncthreads();
 
@@ -345,7 +279,7 @@ __device__ __forceinline__ void conv_tc(const T* __restrict__ A_, const T* __res
         const int cur = i & 1, nxt = cur ^ 1;
         const bool more = i + 1 < nk;
         if (more) {
-            tc_load_a(sm.a[nxt], A, M, K, m0, (i + 1) * TC_BK, a_vec, tid);
+            tile_load_a(sm.a[nxt], A, M, K, m0, (i + 1) * TILE_BK, a_vec, tid);
             cp_async_commit();
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
@@ -354,14 +288,14 @@ __device__ __forceinline__ void conv_tc(const T* __restrict__ A_, const T* __res
             }
         }
         // The table of stage i + 2 goes where stage i's was (read last in iteration i - 1).
-        if (tid < TC_BK) {
+        if (tid < TILE_BK) {
             sm.tab[cur][tid] = walk_tap<MODE>(s, tw);
             tw.next();
         }
-        tc_stage<T, true>(sm.a[cur], sm.b[cur], acc, wm, wn, lane);
+        tile_stage<T, true>(sm.a[cur], sm.b[cur], acc, wm, wn, lane);
         if (more) {
 #pragma unroll
-            for (int j = 0; j < 8; ++j) *reinterpret_cast<unsigned*>(&sm.b[nxt][(kr + 4 * j) * TC_LDB + 2 * np]) = breg[j];
+            for (int j = 0; j < 8; ++j) *reinterpret_cast<unsigned*>(&sm.b[nxt][(kr + 4 * j) * TILE_LDB + 2 * np]) = breg[j];
         }
         cp_async_wait_all();
         __syncthreads();
@@ -388,13 +322,13 @@ __device__ __forceinline__ void conv_tc(const T* __restrict__ A_, const T* __res
         }
     }
     __syncthreads();
-    const int col = tid & (TC_BN - 1);
+    const int col = tid & (TILE_BN - 1);
     const int n = n0 + col;
     if (n < N) {
         const int img = n / P, p = n - img * P;
         u16* o = reinterpret_cast<u16*>(out) + (long long)img * M * P + p;
-        const int rows = min(TC_BM, M - m0);
-        for (int r = tid >> 7; r < rows; r += TC_THREADS / TC_BN) o[(long long)(m0 + r) * P] = sc[r * TC_LDC + col];
+        const int rows = min(TILE_BM, M - m0);
+        for (int r = tid >> 7; r < rows; r += TILE_THREADS / TILE_BN) o[(long long)(m0 + r) * P] = sc[r * TC_LDC + col];
     }
 }
 
@@ -406,16 +340,16 @@ template <typename T>
 __device__ __forceinline__ void conv_wgrad_tc(const T* __restrict__ dy_, const T* __restrict__ x_, float* __restrict__ part,
                                               ConvShape s, int stages, int a_vec) {
     __shared__ __align__(16) WgSmem sm;
-    __shared__ Tap ctab[TC_BN];
-    __shared__ Pix ptab[2][TC_BK];
+    __shared__ Tap ctab[TILE_BN];
+    __shared__ Pix ptab[2][TILE_BK];
     const u16* dy = reinterpret_cast<const u16*>(dy_);
     const u16* x = reinterpret_cast<const u16*>(x_);
 
     const int M = s.cout, N = s.cin * s.kh * s.kw, P = s.oh * s.ow, R = s.n * P;
-    const int mtiles = (M + TC_BM - 1) / TC_BM;
-    const int m0 = (blockIdx.x % mtiles) * TC_BM;
-    const int n0 = (blockIdx.x / mtiles) * TC_BN;
-    const int nk_all = (R + TC_BK - 1) / TC_BK;
+    const int mtiles = (M + TILE_BM - 1) / TILE_BM;
+    const int m0 = (blockIdx.x % mtiles) * TILE_BM;
+    const int n0 = (blockIdx.x / mtiles) * TILE_BN;
+    const int nk_all = (R + TILE_BK - 1) / TILE_BK;
     const int s0 = blockIdx.y * stages;
     const int nk = min(stages, nk_all - s0);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -423,15 +357,15 @@ __device__ __forceinline__ void conv_wgrad_tc(const T* __restrict__ dy_, const T
 
     // Column taps (fixed for the block); pixel tables of stages 0 and 1, then thread e < 32
     // writes row e of stage i + 2 in iteration i.
-    if (tid < TC_BN) ctab[tid] = walk_tap<MODE_FWD>(s, tap_walk(s, n0 + tid, 0));
-    if (tid >= TC_BN && tid < TC_BN + 2 * TC_BK) {
-        const int i = tid - TC_BN;
+    if (tid < TILE_BN) ctab[tid] = walk_tap<MODE_FWD>(s, tap_walk(s, n0 + tid, 0));
+    if (tid >= TILE_BN && tid < TILE_BN + 2 * TILE_BK) {
+        const int i = tid - TILE_BN;
         Walk w;
-        w.init(s0 * TC_BK + i, 0, s.oh, s.ow);
+        w.init(s0 * TILE_BK + i, 0, s.oh, s.ow);
         ptab[i >> 5][i & 31] = walk_pix(s, w);
     }
     Walk pw;
-    pw.init((s0 + 2) * TC_BK + tid, TC_BK, s.oh, s.ow);
+    pw.init((s0 + 2) * TILE_BK + tid, TILE_BK, s.oh, s.ow);
     __syncthreads();
 
     // This thread gathers reduction rows 2*rp + {0, 1} of B columns nr + 16j, j < 8.
@@ -450,20 +384,20 @@ __device__ __forceinline__ void conv_wgrad_tc(const T* __restrict__ dy_, const T
 #define WG_LOAD_A(SA, TAB)                                                                      \
     if (a_vec) {                                                                                \
         _Pragma("unroll") for (int i2 = 0; i2 < 2; ++i2) {                                      \
-            const int c = tid + i2 * TC_THREADS;                                                \
+            const int c = tid + i2 * TILE_THREADS;                                                \
             const int m = c >> 2, rc = (c & 3) * 8;                                             \
             const Pix q = (TAB)[rc];                                                            \
             const bool ok = (m0 + m < M) & (q.img >= 0);                                        \
             const u16* srcp = ok ? dy + ((long long)q.img * M + m0 + m) * P + q.p : dy;         \
-            cp_async16((SA) + m * TC_LDA + rc, srcp, ok);                                       \
+            cp_async16((SA) + m * TILE_LDA + rc, srcp, ok);                                       \
         }                                                                                       \
     } else {                                                                                    \
-        _Pragma("unroll 4") for (int i2 = 0; i2 < (TC_BM * TC_BK) / TC_THREADS; ++i2) {         \
-            const int c = tid + i2 * TC_THREADS;                                                \
+        _Pragma("unroll 4") for (int i2 = 0; i2 < (TILE_BM * TILE_BK) / TILE_THREADS; ++i2) {         \
+            const int c = tid + i2 * TILE_THREADS;                                                \
             const int m = c >> 5, rr = c & 31;                                                  \
             const Pix q = (TAB)[rr];                                                            \
             const bool ok = (m0 + m < M) & (q.img >= 0);                                        \
-            (SA)[m * TC_LDA + rr] = ok ? dy[((long long)q.img * M + m0 + m) * P + q.p] : (u16)0; \
+            (SA)[m * TILE_LDA + rr] = ok ? dy[((long long)q.img * M + m0 + m) * P + q.p] : (u16)0; \
         }                                                                                       \
     }
 #define WG_GATHER_B(TAB)                                                                        \
@@ -476,7 +410,7 @@ __device__ __forceinline__ void conv_wgrad_tc(const T* __restrict__ dy_, const T
     }
 #define WG_STORE_B(SB)                                                                          \
     _Pragma("unroll") for (int j = 0; j < 8; ++j)                                               \
-        *reinterpret_cast<unsigned*>(&(SB)[(nr + 16 * j) * TC_LDW + 2 * rp]) = breg[j];
+        *reinterpret_cast<unsigned*>(&(SB)[(nr + 16 * j) * TILE_LDBT + 2 * rp]) = breg[j];
 
     WG_LOAD_A(sm.a[0], ptab[0])
     cp_async_commit();
@@ -493,11 +427,11 @@ __device__ __forceinline__ void conv_wgrad_tc(const T* __restrict__ dy_, const T
             cp_async_commit();
             WG_GATHER_B(ptab[nxt])
         }
-        if (tid < TC_BK) {
+        if (tid < TILE_BK) {
             ptab[cur][tid] = walk_pix(s, pw);
             pw.next();
         }
-        tc_stage<T, false>(sm.a[cur], sm.b[cur], acc, wm, wn, lane);
+        tile_stage<T, false>(sm.a[cur], sm.b[cur], acc, wm, wn, lane);
         if (more) { WG_STORE_B(sm.b[nxt]) }
         cp_async_wait_all();
         __syncthreads();
@@ -717,7 +651,7 @@ __device__ __forceinline__ void conv_wgrad_simt(const float* __restrict__ dy, co
 
 // Forward: y = conv(x, weight) + bias (bias may be null). Launch: see conv_tc / conv_simt.
 #define FWD_TC(T, TN)                                                                             \
-    extern "C" __global__ void __launch_bounds__(TC_THREADS) conv2d_fwd_tc_##TN(                  \
+    extern "C" __global__ void __launch_bounds__(TILE_THREADS) conv2d_fwd_tc_##TN(                  \
         const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y, \
         ConvShape s, int a_vec) {                                                                 \
         conv_tc<T, MODE_FWD>(w, x, bias, y, s, a_vec);                                            \
@@ -727,7 +661,7 @@ FWD_TC(bf16, bf16)
 
 // Data grad: dx = the transposed conv of dy with wt = conv2d_weight_t(weight). Launch: as forward.
 #define DGRAD_TC(T, TN)                                                                           \
-    extern "C" __global__ void __launch_bounds__(TC_THREADS) conv2d_dgrad_tc_##TN(                \
+    extern "C" __global__ void __launch_bounds__(TILE_THREADS) conv2d_dgrad_tc_##TN(                \
         const T* __restrict__ dy, const T* __restrict__ wt, T* __restrict__ dx, ConvShape s, int a_vec) { \
         conv_tc<T, MODE_DGRAD>(wt, dy, nullptr, dx, s, a_vec);                                    \
     }
@@ -736,7 +670,7 @@ DGRAD_TC(bf16, bf16)
 
 // Weight grad partial sums (f32, [splits, Cout, K]). Launch: see conv_wgrad_tc.
 #define WGRAD_TC(T, TN)                                                                           \
-    extern "C" __global__ void __launch_bounds__(TC_THREADS) conv2d_wgrad_tc_##TN(                \
+    extern "C" __global__ void __launch_bounds__(TILE_THREADS) conv2d_wgrad_tc_##TN(                \
         const T* __restrict__ dy, const T* __restrict__ x, float* __restrict__ part, ConvShape s, \
         int stages, int a_vec) {                                                                  \
         conv_wgrad_tc<T>(dy, x, part, s, stages, a_vec);                                          \

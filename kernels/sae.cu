@@ -41,7 +41,6 @@
 
 #include "mma.cuh"
 
-typedef unsigned short u16;
 
 // ---------------------------------------------------------------- top-k keys
 
@@ -105,82 +104,26 @@ extern "C" __global__ void sae_center_f32(const float* __restrict__ x, const flo
 // descending, padded with 0. ptxas: 156 (k <= 32) and 164 registers, so one block (8 warps) per
 // SM; the main loop alone needs 122 (as conv.cu's), the epilogue's unrolled offers the rest.
 
-#define ENC_BM 128
-#define ENC_BN 128
-#define ENC_BK 32
-#define ENC_THREADS 256
-#define ENC_LDA (ENC_BK + 8)   // A tile row (k contiguous), 80 bytes
-#define ENC_LDB (ENC_BN + 8)   // B tile row (n contiguous), 272 bytes
-#define ENC_AB_BYTES (2 * ENC_BM * ENC_LDA * 2 + 2 * ENC_BK * ENC_LDB * 2)  // 37,888
-
-// The MMAs of one 32-deep stage for warp (wm, wn): rows wm*64 .. +64, columns wn*32 .. +32.
-// B is stored [k][n] and read with ldmatrix.trans.
-__device__ __forceinline__ void enc_stage(const u16* sa, const u16* sb, float (&acc)[4][4][4], int wm, int wn, int lane) {
-#pragma unroll
-    for (int kk = 0; kk < ENC_BK; kk += 16) {
-        unsigned af[4][4], bfr[4][2];
-#pragma unroll
-        for (int mt = 0; mt < 4; ++mt) {
-            const int row = wm * 64 + mt * 16 + (lane & 15);
-            ldmatrix_x4(af[mt], sa + row * ENC_LDA + kk + (lane >> 4) * 8);
-        }
-#pragma unroll
-        for (int np = 0; np < 2; ++np) {
-            unsigned r[4];
-            // matrices: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)
-            ldmatrix_x4_trans(r, sb + (kk + (lane & 15)) * ENC_LDB + wn * 32 + np * 16 + (lane >> 4) * 8);
-            bfr[2 * np][0] = r[0];
-            bfr[2 * np][1] = r[1];
-            bfr[2 * np + 1][0] = r[2];
-            bfr[2 * np + 1][1] = r[3];
-        }
-#pragma unroll
-        for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < 4; ++nt) mma_16816<bf16>(acc[mt][nt], af[mt], bfr[nt][0], bfr[nt][1]);
-    }
-}
-
-// Stage (m0, k0) of A = xc16 [M, K] into sa (128 x 32), zero outside.
-__device__ __forceinline__ void enc_load_a(u16* sa, const u16* A, int M, int K, int m0, int k0, int vec, int tid) {
-    if (vec) {
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            const int c = tid + i * ENC_THREADS;
-            const int m = c >> 2, kc = (c & 3) * 8;
-            const bool ok = (m0 + m < M) & (k0 + kc < K);
-            const u16* src = ok ? A + (long long)(m0 + m) * K + k0 + kc : A;
-            cp_async16(sa + m * ENC_LDA + kc, src, ok);
-        }
-    } else {
-#pragma unroll 4
-        for (int i = 0; i < (ENC_BM * ENC_BK) / ENC_THREADS; ++i) {
-            const int c = tid + i * ENC_THREADS;
-            const int m = c >> 5, kk = c & 31;
-            const bool ok = (m0 + m < M) & (k0 + kk < K);
-            sa[m * ENC_LDA + kk] = ok ? A[(long long)(m0 + m) * K + k0 + kk] : (u16)0;
-        }
-    }
-}
+#define ENC_AB_BYTES (2 * TILE_BM * TILE_LDA * 2 + 2 * TILE_BK * TILE_LDB * 2)  // 37,888
 
 // Stage (k0, n0) of B = W16 [K, N] into sb (32 x 128), zero outside.
 __device__ __forceinline__ void enc_load_b(u16* sb, const u16* W, int K, int N, int k0, int n0, int vec, int tid) {
     if (vec) {
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-            const int c = tid + i * ENC_THREADS;
+            const int c = tid + i * TILE_THREADS;
             const int kr = c >> 4, nc = (c & 15) * 8;
             const bool ok = (k0 + kr < K) & (n0 + nc < N);
             const u16* src = ok ? W + (long long)(k0 + kr) * N + n0 + nc : W;
-            cp_async16(sb + kr * ENC_LDB + nc, src, ok);
+            cp_async16(sb + kr * TILE_LDB + nc, src, ok);
         }
     } else {
 #pragma unroll 4
-        for (int i = 0; i < (ENC_BK * ENC_BN) / ENC_THREADS; ++i) {
-            const int c = tid + i * ENC_THREADS;
+        for (int i = 0; i < (TILE_BK * TILE_BN) / TILE_THREADS; ++i) {
+            const int c = tid + i * TILE_THREADS;
             const int kr = c >> 7, nc = c & 127;
             const bool ok = (k0 + kr < K) & (n0 + nc < N);
-            sb[kr * ENC_LDB + nc] = ok ? W[(long long)(k0 + kr) * N + n0 + nc] : (u16)0;
+            sb[kr * TILE_LDB + nc] = ok ? W[(long long)(k0 + kr) * N + n0 + nc] : (u16)0;
         }
     }
 }
@@ -290,7 +233,7 @@ __device__ __forceinline__ void enc_epilogue(float (&acc)[4][4][4], const float*
                 }
         if (!__syncthreads_or((pend0 | pend1) != 0)) break;
         // Some row overflowed: its warp compacts it (rows w, w + 8, ...).
-        for (int r = warp; r < ENC_BM; r += ENC_THREADS / 32) {
+        for (int r = warp; r < TILE_BM; r += TILE_THREADS / 32) {
             if (cnt[r] > CAP) enc_compact(list + r * CAP, CAP, k, &thr[r], &cnt[r], lane);
         }
         __syncthreads();
@@ -315,22 +258,22 @@ __device__ __forceinline__ void encode_topk(const u16* __restrict__ A, const u16
                                             int tiles_per_split, int splits, int a_vec, int b_vec) {
     extern __shared__ __align__(16) unsigned char enc_smem[];
     u16* sa = reinterpret_cast<u16*>(enc_smem);
-    u16* sb = sa + 2 * ENC_BM * ENC_LDA;
+    u16* sb = sa + 2 * TILE_BM * TILE_LDA;
     u64* list = reinterpret_cast<u64*>(enc_smem + ENC_AB_BYTES);
-    u64* thr = list + ENC_BM * CAP;
-    int* cnt = reinterpret_cast<int*>(thr + ENC_BM);
+    u64* thr = list + TILE_BM * CAP;
+    int* cnt = reinterpret_cast<int*>(thr + TILE_BM);
 
-    const int rblocks = (M + ENC_BM - 1) / ENC_BM;
-    const int m0 = (blockIdx.x % rblocks) * ENC_BM;
+    const int rblocks = (M + TILE_BM - 1) / TILE_BM;
+    const int m0 = (blockIdx.x % rblocks) * TILE_BM;
     const int split = blockIdx.x / rblocks;
-    const int ntiles_all = (N + ENC_BN - 1) / ENC_BN;
+    const int ntiles_all = (N + TILE_BN - 1) / TILE_BN;
     const int t0 = split * tiles_per_split;
     const int ntiles = min(tiles_per_split, ntiles_all - t0);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 2, wn = warp & 3;
     const int rb = wm * 64 + (lane >> 2), cb = wn * 32 + (lane & 3) * 2;
 
-    for (int r = tid; r < ENC_BM; r += ENC_THREADS) {
+    for (int r = tid; r < TILE_BM; r += TILE_THREADS) {
         cnt[r] = 0;
         thr[r] = 0ull;
     }
@@ -343,10 +286,10 @@ __device__ __forceinline__ void encode_topk(const u16* __restrict__ A, const u16
 #pragma unroll
             for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
 
-    const int nk = (K + ENC_BK - 1) / ENC_BK;
+    const int nk = (K + TILE_BK - 1) / TILE_BK;
     const int total = ntiles * nk;
-    enc_load_a(sa, A, M, K, m0, 0, a_vec, tid);
-    enc_load_b(sb, W, K, N, 0, t0 * ENC_BN, b_vec, tid);
+    tile_load_a(sa, A, M, K, m0, 0, a_vec, tid);
+    enc_load_b(sb, W, K, N, 0, t0 * TILE_BN, b_vec, tid);
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
@@ -356,13 +299,13 @@ __device__ __forceinline__ void encode_topk(const u16* __restrict__ A, const u16
         const int cur = it & 1, nxt = cur ^ 1;
         const int ks1 = ks + 1 == nk ? 0 : ks + 1, tn1 = ks + 1 == nk ? tn + 1 : tn;
         if (it + 1 < total) {
-            enc_load_a(sa + nxt * ENC_BM * ENC_LDA, A, M, K, m0, ks1 * ENC_BK, a_vec, tid);
-            enc_load_b(sb + nxt * ENC_BK * ENC_LDB, W, K, N, ks1 * ENC_BK, (t0 + tn1) * ENC_BN, b_vec, tid);
+            tile_load_a(sa + nxt * TILE_BM * TILE_LDA, A, M, K, m0, ks1 * TILE_BK, a_vec, tid);
+            enc_load_b(sb + nxt * TILE_BK * TILE_LDB, W, K, N, ks1 * TILE_BK, (t0 + tn1) * TILE_BN, b_vec, tid);
             cp_async_commit();
         }
-        enc_stage(sa + cur * ENC_BM * ENC_LDA, sb + cur * ENC_BK * ENC_LDB, acc, wm, wn, lane);
+        tile_stage<bf16, true>(sa + cur * TILE_BM * TILE_LDA, sb + cur * TILE_BK * TILE_LDB, acc, wm, wn, lane);
         if (ks == nk - 1) {
-            enc_epilogue<CAP>(acc, b_enc, list, thr, cnt, (t0 + tn) * ENC_BN, M - m0 - rb, N, k, relu, rb, cb, warp, lane);
+            enc_epilogue<CAP>(acc, b_enc, list, thr, cnt, (t0 + tn) * TILE_BN, M - m0 - rb, N, k, relu, rb, cb, warp, lane);
 #pragma unroll
             for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -377,7 +320,7 @@ __device__ __forceinline__ void encode_topk(const u16* __restrict__ A, const u16
     }
 
     // The split's k best per row, sorted, padded with 0.
-    for (int r = warp; r < ENC_BM; r += ENC_THREADS / 32) {
+    for (int r = warp; r < TILE_BM; r += TILE_THREADS / 32) {
         if (m0 + r >= M) continue;
         const int m = min(cnt[r], CAP);
         enc_compact(list + r * CAP, m, k, &thr[r], &cnt[r], lane);
@@ -388,7 +331,7 @@ __device__ __forceinline__ void encode_topk(const u16* __restrict__ A, const u16
 
 // Two instantiations by list capacity: k <= 32 (cap 64) and k <= 64 (cap 96).
 #define ENCODE_TOPK(KMAX, CAP)                                                                    \
-    extern "C" __global__ void __launch_bounds__(ENC_THREADS)                                     \
+    extern "C" __global__ void __launch_bounds__(TILE_THREADS)                                     \
     sae_encode_topk_k##KMAX##_bf16(const bf16* __restrict__ xc, const bf16* __restrict__ w,       \
                                    const float* __restrict__ b_enc, u64* __restrict__ cand, int M, int K, int N, \
                                    int k, int relu, int tiles_per_split, int splits, int a_vec, int b_vec) { \
