@@ -56,6 +56,24 @@ pub(crate) fn read_config(path: &Path, class: &str) -> Result<Map<String, Value>
     Ok(map)
 }
 
+/// `parse` then `validate` a component config's JSON object, errors naming `source`.
+pub(crate) fn parse_config<C>(
+    source: &Path,
+    map: &Map<String, Value>,
+    parse: fn(&Path, &Map<String, Value>) -> std::result::Result<C, String>,
+    validate: fn(&C) -> std::result::Result<(), String>,
+) -> Result<C> {
+    let cfg = parse(source, map).map_err(|m| Error::format(source, m))?;
+    validate(&cfg).map_err(|m| Error::format(source, m))?;
+    Ok(cfg)
+}
+
+/// A config given as JSON (e.g. a single-file checkpoint's inferred config) as an object of
+/// `what` settings.
+pub(crate) fn config_object<'a>(source: &Path, value: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
+    value.as_object().ok_or_else(|| Error::format(source, format!("expected a JSON object of {what} settings")))
+}
+
 /// Warns on stderr about keys that are neither read nor known to be irrelevant.
 pub(crate) fn warn_unknown(path: &Path, map: &Map<String, Value>, known: &[&str]) {
     let unknown: Vec<&str> =
@@ -224,19 +242,13 @@ pub struct Level {
 impl UNet2DConditionConfig {
     /// Reads and validates `config.json` (a UNet2DConditionModel's).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let map = read_config(path, "UNet2DConditionModel")?;
-        let cfg = Self::from_map(path, &map).map_err(|m| Error::format(path, m))?;
-        cfg.validate().map_err(|m| Error::format(path, m))?;
-        Ok(cfg)
+        parse_config(path, &read_config(path, "UNet2DConditionModel")?, Self::from_map, Self::validate)
     }
 
     /// Parses and validates a config given as JSON (e.g. a single-file checkpoint's inferred
     /// config); `source` names it in messages.
     pub fn from_value(source: &Path, value: &Value) -> Result<Self> {
-        let map = value.as_object().ok_or_else(|| Error::format(source, "expected a JSON object of U-Net settings"))?;
-        let cfg = Self::from_map(source, map).map_err(|m| Error::format(source, m))?;
-        cfg.validate().map_err(|m| Error::format(source, m))?;
-        Ok(cfg)
+        parse_config(source, config_object(source, value, "U-Net")?, Self::from_map, Self::validate)
     }
 
     fn from_map(path: &Path, map: &Map<String, Value>) -> std::result::Result<Self, String> {

@@ -1,8 +1,8 @@
 //! `config.json` of a diffusers `AutoencoderKL` under diffusers' field names and defaults
 //! (diffusers 0.42 `models/autoencoders/autoencoder_kl.py`, `__init__`).
 
-use crate::models::unet::config::{field, must_be_null, read_config, warn_unknown};
-use crate::{Error, Result};
+use crate::models::unet::config::{config_object, field, must_be_null, parse_config, read_config, warn_unknown};
+use crate::Result;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -58,19 +58,13 @@ impl Default for AutoencoderKLConfig {
 impl AutoencoderKLConfig {
     /// Reads and validates `config.json` (an AutoencoderKL's).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let map = read_config(path, "AutoencoderKL")?;
-        let cfg = Self::from_map(path, &map).map_err(|m| Error::format(path, m))?;
-        cfg.validate().map_err(|m| Error::format(path, m))?;
-        Ok(cfg)
+        parse_config(path, &read_config(path, "AutoencoderKL")?, Self::from_map, Self::validate)
     }
 
     /// Parses and validates a config given as JSON (e.g. a single-file checkpoint's inferred
     /// config); `source` names it in messages.
     pub fn from_value(source: &Path, value: &Value) -> Result<Self> {
-        let map = value.as_object().ok_or_else(|| Error::format(source, "expected a JSON object of VAE settings"))?;
-        let cfg = Self::from_map(source, map).map_err(|m| Error::format(source, m))?;
-        cfg.validate().map_err(|m| Error::format(source, m))?;
-        Ok(cfg)
+        parse_config(source, config_object(source, value, "VAE")?, Self::from_map, Self::validate)
     }
 
     fn from_map(path: &Path, map: &Map<String, Value>) -> std::result::Result<Self, String> {
