@@ -96,6 +96,24 @@ struct Tap {
 
 // Row k = (c, ky, kx) of the forward (c = ci, over x) or data-grad (c = co, over dy) GEMM;
 // `valid` is false past the end of K.
+// The GEMM a forward or data-grad convolution is: out [M, (img, p)] = A [M, K] x B [K, N], with
+// B gathered from the source map of SH x SW pixels (x for the forward, dy for the data grad).
+struct GemmDims {
+    int M, K, P, N, SH, SW;
+};
+
+template <int MODE>
+__device__ __forceinline__ GemmDims gemm_dims(const ConvShape& s) {
+    GemmDims d;
+    d.M = MODE == MODE_FWD ? s.cout : s.cin;
+    d.K = (MODE == MODE_FWD ? s.cin : s.cout) * s.kh * s.kw;
+    d.P = MODE == MODE_FWD ? s.oh * s.ow : s.h * s.w;
+    d.N = s.n * d.P;
+    d.SH = MODE == MODE_FWD ? s.h : s.oh;
+    d.SW = MODE == MODE_FWD ? s.w : s.ow;
+    return d;
+}
+
 template <int MODE>
 __device__ __forceinline__ Tap make_tap(const ConvShape& s, int c, int ky, int kx, bool valid) {
     Tap t;
@@ -230,12 +248,8 @@ __device__ __forceinline__ void conv_tc(const T* __restrict__ A_, const T* __res
     const u16* A = reinterpret_cast<const u16*>(A_);
     const u16* src = reinterpret_cast<const u16*>(src_);
 
-    const int khw = s.kh * s.kw;
-    const int M = MODE == MODE_FWD ? s.cout : s.cin;
-    const int K = (MODE == MODE_FWD ? s.cin : s.cout) * khw;
-    const int P = MODE == MODE_FWD ? s.oh * s.ow : s.h * s.w;
-    const int N = s.n * P;
-    const int SH = MODE == MODE_FWD ? s.h : s.oh, SW = MODE == MODE_FWD ? s.w : s.ow;
+    const GemmDims d = gemm_dims<MODE>(s);
+    const int M = d.M, K = d.K, P = d.P, N = d.N, SH = d.SH, SW = d.SW;
 
     const int mtiles = (M + TILE_BM - 1) / TILE_BM;
     const int m0 = (blockIdx.x % mtiles) * TILE_BM;
@@ -489,12 +503,8 @@ __device__ __forceinline__ void conv_simt(const float* __restrict__ A, const flo
     __shared__ __align__(16) float sb[2][ST_BK * ST_LD];
     __shared__ Tap tab[2][ST_BK];
 
-    const int khw = s.kh * s.kw;
-    const int M = MODE == MODE_FWD ? s.cout : s.cin;
-    const int K = (MODE == MODE_FWD ? s.cin : s.cout) * khw;
-    const int P = MODE == MODE_FWD ? s.oh * s.ow : s.h * s.w;
-    const int N = s.n * P;
-    const int SH = MODE == MODE_FWD ? s.h : s.oh, SW = MODE == MODE_FWD ? s.w : s.ow;
+    const GemmDims d = gemm_dims<MODE>(s);
+    const int M = d.M, K = d.K, P = d.P, N = d.N, SH = d.SH, SW = d.SW;
 
     const int mtiles = (M + ST_BM - 1) / ST_BM;
     const int m0 = (blockIdx.x % mtiles) * ST_BM;
