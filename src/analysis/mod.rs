@@ -183,7 +183,13 @@ pub fn analyze(sae: &Sae, src: Features, images: &[usize], kind: RowKind, opts: 
     // a store that does not record it, or `--image-root`, reads files by path.
     let dataset = match opts.image_root {
         Some(_) => None,
-        None => crate::features::dataset::reopen(store.manifest()).ok(),
+        None => match crate::features::dataset::reopen(store.manifest()) {
+            Ok(ds) => Some(ds),
+            Err(e) => {
+                eprintln!("note: grid images are read by path, not through the dataset: {e}");
+                None
+            }
+        },
     };
     let load = |i: usize| -> Option<image::RgbImage> {
         match &dataset {
