@@ -106,6 +106,10 @@ fn info() -> ExitCode {
                 })
                 .collect();
             println!("devices: {} [{driver}]", list.join("; "));
+            if let Some(Ok(sim)) = cuda::sim::simulator() {
+                println!("!!! SIMULATED DEVICE ({}={}): every CUDA kernel runs as host code on the CPU.", cuda::sim::ENV, sim.dir.display());
+                println!("!!! It checks results, not speed; timings on it mean nothing. Settings: {}.", sim.description);
+            }
         }
         other => println!("devices: none: {}; --device auto runs on the CPU", other.reason()),
     }

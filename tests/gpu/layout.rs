@@ -69,7 +69,7 @@ fn permute_every_perm_and_dtype() {
         check_exact(&format!("permute rank 6 {perm:?}"), std::slice::from_ref(&x6), |t| layout::permute(&t[0], &perm));
     }
     // Attention's head split [B, L, H, D] -> [B, H, L, D] at SD sizes.
-    let heads = randn(&[2, 4096, 8, 40], 3);
+    let heads = randn(sized(&[2, 4096, 8, 40], &[2, 256, 8, 40]), 3);
     for dtype in DType::FLOATS {
         check_exact(&format!("heads {dtype}"), &[heads.to_dtype(dtype).unwrap()], |t| layout::permute(&t[0], &[0, 2, 1, 3]));
     }
@@ -79,7 +79,11 @@ fn permute_every_perm_and_dtype() {
 #[ignore = "needs a CUDA GPU"]
 fn token_transposes_at_sd_shapes() {
     for dtype in ALL {
-        for (i, shape) in [[2usize, 320, 64, 64], [2, 1280, 8, 8], [1, 33, 5, 7], [3, 4, 1, 1], [2, 640, 32, 32]].iter().enumerate() {
+        let shapes = sized(
+            [[2usize, 320, 64, 64], [2, 1280, 8, 8], [1, 33, 5, 7], [3, 4, 1, 1], [2, 640, 32, 32]],
+            [[2usize, 320, 16, 16], [2, 1280, 8, 8], [1, 33, 5, 7], [3, 4, 1, 1], [1, 640, 12, 12]],
+        );
+        for (i, shape) in shapes.iter().enumerate() {
             let x = as_dtype(&randn(shape, 10 + i as u64), dtype);
             check_exact(&format!("nchw_to_tokens {shape:?} {dtype}"), std::slice::from_ref(&x), |t| layout::nchw_to_tokens(&t[0]));
             let tokens = layout::nchw_to_tokens(&x).unwrap();
@@ -94,8 +98,9 @@ fn token_transposes_at_sd_shapes() {
 fn cat_and_narrow() {
     for dtype in ALL {
         // The U-Net's skip concat along channels, and odd sizes along every dim.
-        let a = as_dtype(&randn(&[2, 640, 64, 64], 1), dtype);
-        let b = as_dtype(&randn(&[2, 320, 64, 64], 2), dtype);
+        let (h, w) = sized((64, 64), (16, 16));
+        let a = as_dtype(&randn(&[2, 640, h, w], 1), dtype);
+        let b = as_dtype(&randn(&[2, 320, h, w], 2), dtype);
         check_exact(&format!("cat skip {dtype}"), &[a, b], |t| layout::cat(&[&t[0], &t[1]], 1));
         let parts: Vec<Tensor> = [1usize, 7, 33].iter().enumerate().map(|(i, &s)| as_dtype(&randn(&[3, s, 5], 3 + i as u64), dtype)).collect();
         check_exact(&format!("cat 3 {dtype}"), &parts, |t| layout::cat(&[&t[0], &t[1], &t[2]], -2));
@@ -104,7 +109,7 @@ fn cat_and_narrow() {
         let last: Vec<Tensor> = [5usize, 2].iter().enumerate().map(|(i, &s)| as_dtype(&randn(&[3, 4, s], 8 + i as u64), dtype)).collect();
         check_exact(&format!("cat last {dtype}"), &last, |t| layout::cat(&[&t[0], &t[1]], -1));
 
-        let x = as_dtype(&randn(&[2, 1280, 32, 32], 9), dtype);
+        let x = as_dtype(&randn(sized(&[2, 1280, 32, 32], &[2, 1280, 8, 24]), 9), dtype);
         check_exact(&format!("narrow chunk {dtype}"), std::slice::from_ref(&x), |t| layout::narrow(&t[0], 1, 640, 640));
         check_exact(&format!("narrow last {dtype}"), std::slice::from_ref(&x), |t| layout::narrow(&t[0], -1, 3, 17));
         check_exact(&format!("narrow rows {dtype}"), std::slice::from_ref(&x), |t| layout::narrow(&t[0], 0, 1, 1));
@@ -116,7 +121,7 @@ fn cat_and_narrow() {
 #[ignore = "needs a CUDA GPU"]
 fn upsample_embedding_and_gather() {
     for dtype in DType::FLOATS {
-        for (i, shape) in [[2usize, 1280, 16, 16], [1, 3, 5, 7], [2, 640, 32, 32]].iter().enumerate() {
+        for (i, shape) in [sized([2usize, 1280, 16, 16], [1, 1280, 8, 8]), [1, 3, 5, 7], sized([2, 640, 32, 32], [1, 64, 32, 32])].iter().enumerate() {
             let x = randn(shape, 20 + i as u64).to_dtype(dtype).unwrap();
             check_exact(&format!("upsample {shape:?} {dtype}"), std::slice::from_ref(&x), |t| layout::upsample_nearest2x(&t[0]));
             // to any size: the U-Net's odd latent sizes (a 13x11 skip from 7x6), a shrink,
@@ -127,8 +132,9 @@ fn upsample_embedding_and_gather() {
             }
         }
         // CLIP's token embedding: ids [2, 77] into [49408, 768].
-        let table = uniform(&[49408, 768], -1.0, 1.0, 30).to_dtype(dtype).unwrap();
-        let ids: Vec<i64> = (0..154).map(|i| (i * 7919 + 13) % 49408).collect();
+        let vocab = sized(49408, 4096);
+        let table = uniform(&[vocab, 768], -1.0, 1.0, 30).to_dtype(dtype).unwrap();
+        let ids: Vec<i64> = (0..154).map(|i| (i * 7919 + 13) % vocab as i64).collect();
         let ids = Tensor::from_vec(ids, [2, 77], &Device::Cpu).unwrap();
         for id_dtype in [DType::I64, DType::I32] {
             let ids = ids.to_dtype(id_dtype).unwrap();

@@ -51,7 +51,7 @@ fn random_code(rows: usize, n: usize, k: usize, seed: u64) -> Code {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn center_matches_the_cpu() {
-    for (rows, d) in [(1, 1), (37, 41), (8192, 1280)] {
+    for (rows, d) in [(1, 1), (37, 41), (sized(8192, 512), 1280)] {
         let x = randn(&[rows, d], 1);
         let b = randn(&[d], 2);
         let cpu = ops::center(&x, &b).unwrap();
@@ -96,11 +96,14 @@ fn assert_valid_topk(what: &str, code: &Code, pre: &[f32], n: usize) {
 /// instantiation, and the real shapes.
 const ENC_SHAPES: [(usize, usize, usize, usize); 7] =
     [(1, 16, 16, 1), (37, 40, 300, 5), (130, 41, 257, 32), (257, 320, 1000, 64), (200, 1280, 20480, 32), (64, 1280, 81920, 32), (129, 640, 40960, 33)];
+/// Small size: the same k and tail cases with n of a few thousand latents.
+const ENC_SHAPES_SMALL: [(usize, usize, usize, usize); 6] =
+    [(1, 16, 16, 1), (37, 40, 300, 5), (130, 41, 257, 32), (257, 320, 1000, 64), (64, 320, 2048, 32), (129, 64, 1100, 33)];
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn fused_encoder_picks_a_true_top_k() {
-    for (i, &(rows, d, n, k)) in ENC_SHAPES.iter().enumerate() {
+    for (i, &(rows, d, n, k)) in sized(&ENC_SHAPES[..], &ENC_SHAPES_SMALL[..]).iter().enumerate() {
         for relu in [false, true] {
             let x = randn(&[rows, d], 10 + i as u64);
             let w = randn_scaled(&[d, n], (1.0 / d as f32).sqrt(), 20 + i as u64);
@@ -162,7 +165,11 @@ fn dense_fallback_and_aux_encoder_match_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn decode_matches_the_cpu() {
-    for (i, &(rows, d, n, kk)) in [(1, 3, 5, 1), (33, 129, 300, 7), (64, 1280, 20480, 32), (16, 1280, 81920, 256)].iter().enumerate() {
+    let shapes = sized(
+        [(1, 3, 5, 1), (33, 129, 300, 7), (64, 1280, 20480, 32), (16, 1280, 81920, 256)],
+        [(1, 3, 5, 1), (33, 129, 300, 7), (16, 320, 2048, 32), (4, 320, 4096, 256)],
+    );
+    for (i, &(rows, d, n, kk)) in shapes.iter().enumerate() {
         let code = random_code(rows, n, kk, 60 + i as u64);
         let mut w = randn(&[n, d], 61 + i as u64);
         revelio::sae::cpu::normalize_rows(&mut w).unwrap();
@@ -183,7 +190,7 @@ fn column_statistics_match_the_cpu() {
     // f32 Welford per thread, merged in a fixed order, against f64 two-pass sums: each partial
     // carries about rows * 6e-8 relative error in the worst case and far less on random data
     // (errors cancel like sqrt(rows)); 1e-4 covers 8192 rows with an offset mean of 3.
-    for (rows, d) in [(1, 5), (255, 33), (257, 1), (8192, 1280)] {
+    for (rows, d) in [(1, 5), (255, 33), (257, 1), (sized(8192, 512), 1280)] {
         let x = revelio::ops::affine(&randn(&[rows, d], 70), 1.0, 3.0).unwrap();
         check_cuda_vs_cpu(&format!("col_stats [{rows}, {d}]"), DType::F32, &[x], Some(1e-4), |t| {
             let (s, m2) = ops::col_stats(&t[0])?;
@@ -195,7 +202,11 @@ fn column_statistics_match_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn sparse_backward_matches_the_cpu() {
-    for (i, &(rows, d, n, k, ka)) in [(4, 3, 6, 2, 0), (37, 41, 200, 5, 3), (256, 1280, 20480, 32, 256), (64, 320, 1000, 64, 0)].iter().enumerate() {
+    let shapes = sized(
+        [(4, 3, 6, 2, 0), (37, 41, 200, 5, 3), (256, 1280, 20480, 32, 256), (64, 320, 1000, 64, 0)],
+        [(4, 3, 6, 2, 0), (37, 41, 200, 5, 3), (64, 320, 2048, 32, 256), (64, 320, 1000, 64, 0)],
+    );
+    for (i, &(rows, d, n, k, ka)) in shapes.iter().enumerate() {
         for relu in [false, true] {
             let seed = 80 + 10 * i as u64;
             let code = random_code(rows, n, k, seed);
@@ -240,7 +251,7 @@ fn sparse_backward_matches_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn fused_adam_matches_the_cpu() {
-    for &(d, n) in &[(3, 5), (41, 300), (1280, 20480)] {
+    for &(d, n) in &[(3, 5), (41, 300), sized((1280, 20480), (320, 2048))] {
         for moments in [DType::F32, DType::BF16] {
             let params = SaeParams { w_enc: randn(&[d, n], 90), b_enc: randn(&[n], 91), w_dec: randn(&[n, d], 92), b_dec: randn(&[d], 93) };
             let grads = [randn(&[d, n], 94), randn(&[n], 95), randn(&[n, d], 96), randn(&[d], 97)];
@@ -312,7 +323,7 @@ fn training_on_the_gpu_is_deterministic_and_agrees_with_the_cpu() {
         k: 3,
         d_sae: 256,
         relu: true,
-        batch: 512,
+        batch: sized(512, 128),
         steps: 300,
         warmup: 20,
         lr: 2e-3,
