@@ -22,6 +22,7 @@ pub mod features;
 pub mod io;
 pub mod models;
 pub mod ops;
+pub mod plan;
 pub mod progress;
 pub mod rng;
 pub mod sae;

@@ -1,7 +1,7 @@
 //! Adam(W) on the CPU: the per-element update of ops::optim in f32, in place. The reference for
 //! kernels/optim.cu.
 
-use crate::ops::optim::AdamScalars;
+use crate::plan::optim::AdamScalars;
 use crate::tensor::Tensor;
 use crate::Result;
 use rayon::prelude::*;

@@ -7,7 +7,7 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, F32_ONLY};
 use super::launch::{cfg_1d, cfg_blocks, to_i32, DeviceRepr, LaunchConfig, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::optim::AdamScalars;
+use crate::plan::optim::AdamScalars;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
 use std::sync::Arc;

@@ -42,7 +42,7 @@ use crate::features::prefetch::{load_batch, Batch};
 use crate::features::store::ImageEntry;
 use crate::models::taps::TapRequest;
 use crate::tensor::{DType, Device, Tensor};
-use crate::{rng, Context, Error, Result};
+use crate::{ops, rng, Context, Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
@@ -573,9 +573,9 @@ impl OnlineSource {
         let t0 = Instant::now();
         let (dtype, t) = (self.opts.model_dtype, self.opts.timestep);
         let dev = self.bb.device().clone();
-        let x0 = z.to_device(&dev)?.to_dtype(dtype)?;
+        let x0 = ops::to_dtype(&z.to_device(&dev)?, dtype)?;
         let x = if !self.bb.is_dit() || self.opts.dit_noise {
-            let eps = self.noise(split, epoch, items)?.to_device(&dev)?.to_dtype(dtype)?;
+            let eps = ops::to_dtype(&self.noise(split, epoch, items)?.to_device(&dev)?, dtype)?;
             self.bb.ddim.add_noise(&x0, &eps, &[t])?
         } else {
             x0
@@ -634,7 +634,7 @@ impl FeatureSource for OnlineSource {
             Split::Train => self.stats.train_images += items.len(),
             Split::Test => self.stats.test_images += items.len(),
         }
-        f.to_dtype(dtype)?.to_device(device)
+        ops::to_dtype(&f, dtype)?.to_device(device)
     }
 }
 

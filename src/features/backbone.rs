@@ -218,13 +218,13 @@ impl Backbone {
     pub fn encode(&self, images: &Tensor, posterior: Posterior, seed: u64, indices: &[usize]) -> Result<Tensor> {
         let post = self.vae.encode(images)?;
         let sf = self.vae.scaling_factor();
-        let mean = post.mean.to_dtype(DType::F32)?.to_f32_vec()?;
+        let mean = ops::to_dtype(&post.mean, DType::F32)?.to_f32_vec()?;
         let dims = post.mean.dims().to_vec();
         let per = dims[1..].iter().product::<usize>();
         let z: Vec<f32> = match posterior {
             Posterior::Mean => mean.iter().map(|m| m * sf).collect(),
             Posterior::Sample => {
-                let std = post.std()?.to_dtype(DType::F32)?.to_f32_vec()?;
+                let std = ops::to_dtype(&post.std()?, DType::F32)?.to_f32_vec()?;
                 let mut z = Vec::with_capacity(mean.len());
                 for (k, &i) in indices.iter().enumerate() {
                     let eps = rng::normal_vec(rng::derive(seed, &[i as u64, SAMPLE_STREAM]), 0, per);

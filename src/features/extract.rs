@@ -230,7 +230,7 @@ fn pool(f: &Tensor, pooling: Pooling) -> Result<(Vec<f32>, Vec<usize>)> {
         Pooling::Tokens => (ops::nchw_to_tokens(f)?, vec![h * w, c]),
         Pooling::Avg(oh, ow) => (ops::adaptive_avg_pool2d(f, (oh, ow))?, vec![c, oh, ow]),
     };
-    let v = t.to_dtype(DType::F32)?.to_f32_vec()?;
+    let v = ops::to_dtype(&t, DType::F32)?.to_f32_vec()?;
     debug_assert_eq!(v.len(), b * shape.iter().product::<usize>());
     Ok((v, shape))
 }
@@ -286,9 +286,7 @@ impl Run<'_> {
         let off = (start - lat.start) * self.latent_per;
         let mut dims = self.latent_dims.clone();
         dims[0] = n;
-        Tensor::from_vec(lat.data[off..off + n * self.latent_per].to_vec(), dims, &Device::Cpu)?
-            .to_device(self.bb.device())?
-            .to_dtype(self.opts.model_dtype)
+        ops::to_dtype(&Tensor::from_vec(lat.data[off..off + n * self.latent_per].to_vec(), dims, &Device::Cpu)?.to_device(self.bb.device())?, self.opts.model_dtype)
     }
 
     /// The noise of images `idx` at timestep t, draw d: [n, L, h, w] on the model's device.
@@ -300,7 +298,7 @@ impl Run<'_> {
             .collect();
         let mut dims = self.latent_dims.clone();
         dims[0] = idx.len();
-        Tensor::from_vec(eps, dims, &Device::Cpu)?.to_device(self.bb.device())?.to_dtype(self.opts.model_dtype)
+        ops::to_dtype(&Tensor::from_vec(eps, dims, &Device::Cpu)?.to_device(self.bb.device())?, self.opts.model_dtype)
     }
 
     /// Pooled features of images `idx` for every (layer, timestep), in the order layer-major:
@@ -478,7 +476,7 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
                     v[(f.index - s) * per..(f.index - s + 1) * per].fill(0.0);
                 }
                 let dims: Vec<usize> = std::iter::once(c).chain(shape).collect();
-                let t = Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(opts.dtype)?;
+                let t = ops::to_dtype(&Tensor::from_vec(v, dims, &Device::Cpu)?, opts.dtype)?;
                 features.push(((opts.layers[k / nt].clone(), opts.timesteps[k % nt]), t));
             }
             summary.failures += fails.len();

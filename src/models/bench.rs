@@ -85,7 +85,7 @@ fn inputs_for(model: &Component, args: &BenchArgs, dtype: DType, device: &Device
     if args.resolution % 8 != 0 || lat == 0 {
         return Err(Error::Config(format!("--resolution {}: must be a positive multiple of 8", args.resolution)));
     }
-    let randn = |dims: Vec<usize>, seed| -> Result<Tensor> { Tensor::randn(dims, seed, device)?.to_dtype(dtype) };
+    let randn = |dims: Vec<usize>, seed| -> Result<Tensor> { ops::to_dtype(&Tensor::randn(dims, seed, device)?, dtype) };
     let t = Tensor::full([b], args.timestep as f32, DType::F32, device)?;
     Ok(match model {
         Component::Unet(unet) => {

@@ -333,7 +333,7 @@ impl Ddim {
         let mut dims = vec![1; x0.rank()];
         dims[0] = t.len();
         let coef = |v: Vec<f32>| -> Result<Tensor> {
-            Tensor::from_vec(v, Shape::new(dims.clone()), &x0.device())?.to_dtype(x0.dtype())
+            ops::to_dtype(&Tensor::from_vec(v, Shape::new(dims.clone()), &x0.device())?, x0.dtype())
         };
         ops::add(&ops::mul(x0, &coef(sa)?)?, &ops::mul(noise, &coef(sb)?)?)
     }

@@ -42,7 +42,7 @@ pub fn encode_dense(xc: &Tensor, w_enc: &Tensor, b_enc: &Tensor, relu: bool) -> 
 /// The k largest of each row of `pre` [B, n] (torch.topk's order), idx as i32.
 pub fn topk_code(pre: &Tensor, k: usize) -> Result<Code> {
     let (vals, idx) = ops::topk(pre, k)?;
-    Ok(Code { vals, idx: idx.to_dtype(DType::I32)? })
+    Ok(Code { vals, idx: crate::ops::to_dtype(&idx, DType::I32)? })
 }
 
 /// The sparse decode of `code` against `target` (see kernels/sae.cu `sae_decode`):

@@ -8,7 +8,7 @@
 use crate::features::{FeatureStore, Pooling};
 use crate::io::SafeTensorsFile;
 use crate::tensor::{DType, Device, Tensor};
-use crate::{Error, Result};
+use crate::{ops, Error, Result};
 use std::path::Path;
 
 /// What one row of the SAE's input is.
@@ -68,12 +68,12 @@ impl Rows {
     pub fn batch(&self, idx: &[usize]) -> Result<Tensor> {
         let ids: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
         let ids = Tensor::from_vec(ids, [idx.len()], &self.x.device())?;
-        crate::ops::gather_rows(&self.x, &ids)?.to_dtype(DType::F32)
+        ops::to_dtype(&crate::ops::gather_rows(&self.x, &ids)?, DType::F32)
     }
 
     /// Rows start..start+len as f32.
     pub fn slice(&self, start: usize, len: usize) -> Result<Tensor> {
-        self.x.narrow0(start, len)?.to_dtype(DType::F32)
+        ops::to_dtype(&self.x.narrow0(start, len)?, DType::F32)
     }
 }
 
@@ -134,7 +134,7 @@ pub fn from_store(store: &FeatureStore, layer: &str, timestep: usize, images: &[
             RowKind::Image if p > 1 => crate::ops::mean(&x, 1, false)?,
             _ => x.reshape([chunk.len() * per_image, d])?,
         };
-        parts.push(x.to_dtype(dtype)?.to_device(device)?);
+        parts.push(ops::to_dtype(&x, dtype)?.to_device(device)?);
     }
     let x = match parts.len() {
         0 => Tensor::zeros([0, d], dtype, device)?,

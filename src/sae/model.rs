@@ -183,7 +183,7 @@ impl Sae {
     pub fn refresh_shadow(&mut self) -> Result<()> {
         self.w_enc16 = match self.device() {
             Device::Cpu => None,
-            Device::Cuda(_) => Some(self.params.w_enc.to_dtype(DType::BF16)?),
+            Device::Cuda(_) => Some(crate::ops::to_dtype(&self.params.w_enc, DType::BF16)?),
         };
         Ok(())
     }
@@ -194,7 +194,7 @@ impl Sae {
         if d != self.cfg.d_in {
             return Err(Error::Config(format!("features have d = {d}; this SAE takes d_in = {}", self.cfg.d_in)));
         }
-        let x = x.to_device(&self.device())?.to_dtype(DType::F32)?;
+        let x = crate::ops::to_dtype(&x.to_device(&self.device())?, DType::F32)?;
         if self.cfg.input_scale == 1.0 {
             Ok(x)
         } else {

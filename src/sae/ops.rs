@@ -168,9 +168,9 @@ pub fn encode_topk(xc: &Centered, w_enc: &Tensor, w_enc16: Option<&Tensor>, b_en
                 Ok(Code { vals, idx })
             }
             _ => {
-                ensure_op!(k <= crate::ops::reduce::TOPK_MAX_K_CUDA, OP, "k = {k} is above the CUDA top-k's limit");
+                ensure_op!(k <= cuda::reduce::TOPK_MAX_K_CUDA, OP, "k = {k} is above the CUDA top-k's limit");
                 let (vals, idx) = topk(&encode_dense(&xc.xc, w_enc, b_enc, relu)?, k)?;
-                Ok(Code { vals, idx: idx.to_dtype(DType::I32)? })
+                Ok(Code { vals, idx: crate::ops::to_dtype(&idx, DType::I32)? })
             }
         },
     }
@@ -197,7 +197,7 @@ pub fn encode_topk_cols(xc: &Centered, w_enc: &Tensor, w_enc16: Option<&Tensor>,
     let local = encode_topk(xc, &w_sub, w16_sub.as_ref(), &b_sub, k, true)?;
     // Latent ids: cols[local id], a row gather from the column list.
     let table = cols_t.reshape([cols.len(), 1])?;
-    let flat = local.idx.reshape([local.idx.numel()])?.to_dtype(DType::I64)?;
+    let flat = crate::ops::to_dtype(&local.idx.reshape([local.idx.numel()])?, DType::I64)?;
     let idx = crate::ops::gather_rows(&table, &flat)?.reshape(local.idx.dims().to_vec())?;
     Ok(Code { vals: local.vals, idx })
 }

@@ -58,7 +58,7 @@ fn center_matches_the_cpu() {
         let gpu = ops::center(&to_gpu(&x), &to_gpu(&b)).unwrap();
         assert_eq!(gpu.xc.to_f32_vec().unwrap(), cpu.xc.to_f32_vec().unwrap(), "xc [{rows}, {d}]");
         let x16 = gpu.xc16.expect("CUDA makes the bf16 copy");
-        assert_eq!(x16.to_f32_vec().unwrap(), cpu.xc.to_dtype(DType::BF16).unwrap().to_f32_vec().unwrap());
+        assert_eq!(x16.to_f32_vec().unwrap(), revelio::ops::to_dtype(&cpu.xc, DType::BF16).unwrap().to_f32_vec().unwrap());
     }
 }
 
@@ -108,10 +108,10 @@ fn fused_encoder_picks_a_true_top_k() {
             let b_dec = randn_scaled(&[d], 0.1, 40 + i as u64);
             let gpu_c = ops::center(&to_gpu(&x), &to_gpu(&b_dec)).unwrap();
             let w_gpu = to_gpu(&w);
-            let w16 = w_gpu.to_dtype(DType::BF16).unwrap();
+            let w16 = revelio::ops::to_dtype(&w_gpu, DType::BF16).unwrap();
             let code = ops::encode_topk(&gpu_c, &w_gpu, Some(&w16), &to_gpu(&b), k, relu).unwrap();
             // The reference: the same bf16 operands in f32 on the CPU.
-            let xc16 = gpu_c.xc16.as_ref().unwrap().to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+            let xc16 = revelio::ops::to_dtype(&gpu_c.xc16.as_ref().unwrap(), DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
             let w_r = round_through(&w, DType::BF16);
             let pre = ops::encode_dense(&xc16, &w_r, &b, relu).unwrap().to_f32_vec().unwrap();
             assert_valid_topk(&format!("encoder [{rows}, {d}] x [{d}, {n}] k {k} relu {relu}"), &code, &pre, n);
@@ -132,7 +132,7 @@ fn dense_fallback_and_aux_encoder_match_the_cpu() {
     let (wg, bg) = (to_gpu(&w), to_gpu(&b));
     // k > 64: the f32 dense path on both sides.
     let want = ops::encode_topk(&cpu_c, &w, None, &b, 100, false).unwrap();
-    let got = ops::encode_topk(&gpu_c, &wg, Some(&wg.to_dtype(DType::BF16).unwrap()), &bg, 100, false).unwrap();
+    let got = ops::encode_topk(&gpu_c, &wg, Some(&revelio::ops::to_dtype(&wg, DType::BF16).unwrap()), &bg, 100, false).unwrap();
     let pre = ops::encode_dense(&cpu_c.xc, &w, &b, false).unwrap().to_f32_vec().unwrap();
     assert_valid_topk("dense fallback k 100", &got, &pre, n);
     assert_tensor_close("dense fallback values", &got.vals, &want.vals, 1e-5);
@@ -141,7 +141,7 @@ fn dense_fallback_and_aux_encoder_match_the_cpu() {
     let pre_relu = ops::encode_dense(&cpu_c.xc, &w, &b, true).unwrap().to_f32_vec().unwrap();
     let sub: Vec<f32> = (0..rows).flat_map(|r| cols.iter().map(|&j| pre_relu[r * n + j as usize]).collect::<Vec<_>>()).collect();
     for ka in [20, 150] {
-        let w16 = wg.to_dtype(DType::BF16).unwrap();
+        let w16 = revelio::ops::to_dtype(&wg, DType::BF16).unwrap();
         let code = ops::encode_topk_cols(&gpu_c, &wg, Some(&w16), &bg, &cols, ka).unwrap();
         let idx: Vec<i32> = code.idx.to_vec().unwrap();
         assert!(idx.iter().all(|j| j % 3 == 0), "aux ids are latent ids of the subset");
@@ -249,7 +249,7 @@ fn fused_adam_matches_the_cpu() {
                 let g = Grads { w_enc: grads[0].to_device(dev).unwrap(), b_enc: grads[1].to_device(dev).unwrap(), w_dec: grads[2].to_device(dev).unwrap(), b_dec: grads[3].to_device(dev).unwrap() };
                 let mut m = p.zeros_like(moments).unwrap();
                 let mut v = p.zeros_like(moments).unwrap();
-                let mut w16 = dev.is_cuda().then(|| p.w_enc.to_dtype(DType::BF16).unwrap());
+                let mut w16 = dev.is_cuda().then(|| revelio::ops::to_dtype(&p.w_enc, DType::BF16).unwrap());
                 let cfg = AdamConfig::adam(1e-3);
                 for step in 1..=3 {
                     ops::adam_step(&mut p, w16.as_mut(), &g, &mut m, &mut v, &AdamScalars::new(&cfg, step)).unwrap();
@@ -262,7 +262,7 @@ fn fused_adam_matches_the_cpu() {
                 assert_tensor_close(&format!("adam {name} [{d}, {n}] moments {moments}"), a, b, 1e-5);
             }
             let w16 = w16.unwrap();
-            assert_eq!(w16.to_f32_vec().unwrap(), pg.w_enc.to_dtype(DType::BF16).unwrap().to_f32_vec().unwrap(), "the shadow is W_enc in bf16");
+            assert_eq!(w16.to_f32_vec().unwrap(), revelio::ops::to_dtype(&pg.w_enc, DType::BF16).unwrap().to_f32_vec().unwrap(), "the shadow is W_enc in bf16");
         }
     }
 }

@@ -286,7 +286,7 @@ impl ClipTextModel {
             "input_ids {} must be [B, S] with B >= 1 and 1 <= S <= max_position_embeddings = {p}",
             input_ids.shape()
         );
-        input_ids.to_device(&Device::Cpu)?.to_dtype(DType::I64)
+        ops::to_dtype(&input_ids.to_device(&Device::Cpu)?, DType::I64)
     }
 
     /// The pooled position of each row of `ids` ([B, S], host values), as transformers picks it

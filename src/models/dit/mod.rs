@@ -181,7 +181,7 @@ impl DiT {
     fn check_original_pos_embed(&self, weights: &Weights, source: &Path) -> Result<()> {
         let ours = self.pos_embed.trained_pos_embed();
         let theirs = weights.get_as(ORIGINAL_POS_EMBED, ours.dims(), DType::F32)?.to_f32_vec()?;
-        let ours = ours.to_dtype(DType::F32)?.to_f32_vec()?;
+        let ours = ops::to_dtype(&ours, DType::F32)?.to_f32_vec()?;
         let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         // Both are f64 sin/cos in [-1, 1] rounded to f32, or to bf16 / f16 if the buffer was
         // stored so (at most 2^-9 apart); another grid differs by O(1).
@@ -269,7 +269,7 @@ impl DiT {
         let t = self.timesteps(timestep, b)?;
         let labels = self.labels(class_labels, b)?;
         let (h, w) = (hh / p, ww / p);
-        let x = hidden_states.to_dtype(self.dtype)?;
+        let x = ops::to_dtype(&hidden_states, self.dtype)?;
 
         // 1. Input: patch embedding + position embedding, [B, T, D].
         let tokens = {
@@ -281,7 +281,7 @@ impl DiT {
             return Ok(None);
         }
         // The timestep frequencies in f32, then cast to the model dtype (embeddings.py L1341).
-        let t_freq = Tensor::from_vec(timestep_frequencies(&t), [b, TIMESTEP_CHANNELS], &Device::Cpu)?.to_dtype(self.dtype)?.to_device(&self.device)?;
+        let t_freq = ops::to_dtype(&Tensor::from_vec(timestep_frequencies(&t), [b, TIMESTEP_CHANNELS], &Device::Cpu)?, self.dtype)?.to_device(&self.device)?;
 
         // 2. Blocks, each with its own conditioning embedder (diffusers' layout).
         let mut cond0 = None;
@@ -328,7 +328,7 @@ impl DiT {
         if class_labels.dims() != [b] || !matches!(class_labels.dtype(), DType::I64 | DType::I32) {
             return Err(Error::op(OP, format!("class_labels {} {} must be i64 or i32 [B] = [{b}]", class_labels.dtype(), class_labels.shape())));
         }
-        let host = class_labels.to_device(&Device::Cpu)?.to_dtype(DType::I64)?;
+        let host = ops::to_dtype(&class_labels.to_device(&Device::Cpu)?, DType::I64)?;
         let classes = self.config.num_classes();
         if let Some((i, v)) = host.to_vec::<i64>()?.into_iter().enumerate().find(|&(_, v)| v < 0 || v as u64 > classes as u64) {
             return Err(Error::op(

@@ -69,7 +69,7 @@ impl TimestepEmbedding {
         let _r = crate::cuda::nvtx::range("time_embedding");
         let t_emb = timestep_embedding(timesteps, self.in_channels, self.flip_sin_to_cos, self.freq_shift);
         // diffusers casts the f32 sinusoids to the model dtype before the MLP.
-        let t_emb = Tensor::from_vec(t_emb, [timesteps.len(), self.in_channels], device)?.to_dtype(dtype)?;
+        let t_emb = ops::to_dtype(&Tensor::from_vec(t_emb, [timesteps.len(), self.in_channels], device)?, dtype)?;
         let h = ops::silu(&self.linear_1.forward(&t_emb)?)?;
         self.linear_2.forward(&h)
     }

@@ -276,8 +276,8 @@ impl UNet2DConditionModel {
         if taps.done() {
             return Ok(None);
         }
-        let mut x = sample.to_device(&self.device)?.to_dtype(self.dtype)?;
-        let context = encoder_hidden_states.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let mut x = ops::to_dtype(&sample.to_device(&self.device)?, self.dtype)?;
+        let context = ops::to_dtype(&encoder_hidden_states.to_device(&self.device)?, self.dtype)?;
 
         // 0. center the input, if configured
         if cfg.center_input_sample {

@@ -45,7 +45,7 @@ impl DiagonalGaussian {
     }
 
     fn host_map(&self, values: Vec<f32>) -> Result<Tensor> {
-        Tensor::from_vec(values, self.mean.shape().clone(), &Device::Cpu)?.to_dtype(self.mean.dtype())?.to_device(&self.mean.device())
+        ops::to_dtype(&Tensor::from_vec(values, self.mean.shape().clone(), &Device::Cpu)?, self.mean.dtype())?.to_device(&self.mean.device())
     }
 
     fn clamped_logvar(&self) -> Result<Vec<f32>> {
@@ -185,7 +185,7 @@ impl AutoencoderKL {
         if taps.done() {
             return Ok(None);
         }
-        let x = images.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let x = ops::to_dtype(&images.to_device(&self.device)?, self.dtype)?;
         // 1. encoder: [B, Cin, H, W] -> moments [B, 2L, h, w]
         let mut moments = step!(self.encoder.forward(&x, taps));
         // 2. quant_conv (1x1)
@@ -221,7 +221,7 @@ impl AutoencoderKL {
         if taps.done() {
             return Ok(None);
         }
-        let mut z = latents.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let mut z = ops::to_dtype(&latents.to_device(&self.device)?, self.dtype)?;
         // 1. post_quant_conv (1x1)
         if let Some(p) = &self.post_quant_conv {
             let out = p.forward(&z)?;
@@ -244,7 +244,7 @@ impl AutoencoderKL {
 
     /// decode(latents / scaling_factor): images from U-Net latents.
     pub fn decode_scaled(&self, latents: &Tensor) -> Result<Tensor> {
-        let z = latents.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let z = ops::to_dtype(&latents.to_device(&self.device)?, self.dtype)?;
         self.decode(&ops::scale(&z, 1.0 / self.scaling_factor())?)
     }
 }
