@@ -27,6 +27,7 @@ pub mod progress;
 pub mod rng;
 pub mod sae;
 pub mod tensor;
+pub mod trace;
 
 pub use error::{Context, Error, Result};
 pub use tensor::{DType, Device, Shape, Tensor};

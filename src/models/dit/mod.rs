@@ -273,7 +273,7 @@ impl DiT {
 
         // 1. Input: patch embedding + position embedding, [B, T, D].
         let tokens = {
-            let _r = crate::cuda::nvtx::range("pos_embed");
+            let _r = crate::trace::range("pos_embed");
             self.pos_embed.forward(&x)?
         };
         let mut x = visit_map(taps, "pos_embed", || Ok(x.clone()), tokens, h, w)?;
@@ -287,7 +287,7 @@ impl DiT {
         let mut cond0 = None;
         for (i, block) in self.transformer_blocks.iter().enumerate() {
             let path = format!("transformer_blocks.{i}");
-            let _r = crate::cuda::nvtx::range(&path);
+            let _r = crate::trace::range(&path);
             let cond = block.norm1.emb.forward(&t_freq, &labels)?;
             let out = block.forward(&x, &cond)?;
             if i == 0 {
@@ -301,7 +301,7 @@ impl DiT {
         }
 
         // 3. Output: block 0's conditioning (dit_transformer_2d.py L208), final layer, unpatchify.
-        let _r = crate::cuda::nvtx::range("proj_out");
+        let _r = crate::trace::range("proj_out");
         let cond0 = cond0.ok_or_else(|| Error::Msg("DiT with no blocks (the config validation rejects it)".into()))?;
         let patches = self.final_layer.forward(&x, &cond0)?;
         unpatchify(&patches, h, w, p, cfg.out_channels()).map(Some)

@@ -72,7 +72,7 @@ impl Attention {
 
     /// x: [B, N, C], context: [B, S, Cc] (None: self-attention) -> [B, N, C]
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let (b, n, _) = x.dims3("attention input")?;
         let ctx = context.unwrap_or(x);
         let s = ctx.dims3("attention context")?.1;

@@ -66,7 +66,7 @@ impl TimestepEmbedding {
 
     /// timesteps: one per sample (host values) -> [B, time_embed_dim] in `dtype` on `device`.
     pub fn forward(&self, timesteps: &[f32], dtype: DType, device: &Device) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range("time_embedding");
+        let _r = crate::trace::range("time_embedding");
         let t_emb = timestep_embedding(timesteps, self.in_channels, self.flip_sin_to_cos, self.freq_shift);
         // diffusers casts the f32 sinusoids to the model dtype before the MLP.
         let t_emb = ops::to_dtype(&Tensor::from_vec(t_emb, [timesteps.len(), self.in_channels], device)?, dtype)?;

@@ -252,7 +252,7 @@ impl UNet2DConditionModel {
     /// or None when the pass stopped early after the last requested tap. Inputs are moved to
     /// the model's device and dtype.
     pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, encoder_hidden_states: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range("unet");
+        let _r = crate::trace::range("unet");
         let cfg = &self.config;
         let (b, c, _, _) = sample.dims4("UNet2DConditionModel.forward")?;
         if c != cfg.in_channels {
@@ -318,7 +318,7 @@ impl UNet2DConditionModel {
             h = step!(block.forward(&h, &mine, &cond, size, taps));
         }
         // 6. post-process: GroupNorm + SiLU, conv_out
-        let _o = crate::cuda::nvtx::range("conv_out");
+        let _o = crate::trace::range("conv_out");
         let out = self.conv_out.forward(&self.conv_norm_out.forward(&h, true)?)?;
         Ok(Some(taps.visit("conv_out", &h, out)?))
     }

@@ -78,7 +78,7 @@ impl ResnetBlock2D {
     /// x: [N, Cin, H, W], temb_act: SiLU(temb) [N, T] (None for the VAE) -> [N, Cout, H, W].
     /// The caller applies the SiLU once for all resnets (diffusers applies it in each).
     pub fn forward(&self, x: &Tensor, temb_act: Option<&Tensor>) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         // 1. norm1 + SiLU, conv1
         let mut h = self.conv1.forward(&self.norm1.forward(x, true)?)?;
         // 2. the time embedding, then norm2 + SiLU
@@ -145,7 +145,7 @@ impl Downsample2D {
 
     /// x: [N, C, H, W] -> [N, C, OH, OW] (OH = ceil(H / 2) with padding 1, floor(H / 2) with 0).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         self.conv.forward(x)
     }
 }
@@ -170,7 +170,7 @@ impl Upsample2D {
     /// (torch's `interpolate(size=..., mode="nearest")`:
     /// <https://github.com/huggingface/diffusers/blob/v0.42.1/src/diffusers/models/upsampling.py#L177>).
     pub fn forward(&self, x: &Tensor, size: Option<(usize, usize)>) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let up = match size {
             None => ops::layout::upsample_nearest2x(x)?,
             Some((oh, ow)) => ops::layout::upsample_nearest(x, oh, ow)?,

@@ -54,7 +54,7 @@ impl Encoder {
 
     /// images: [B, Cin, H, W] -> the moments [B, 2L, h, w]; None: stopped after a tap.
     pub fn forward(&self, images: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let out = self.conv_in.forward(images)?;
         let mut h = step!(visit(taps, &format!("{}.conv_in", self.path), images, out));
         for b in &self.down_blocks {

@@ -177,7 +177,7 @@ impl AutoencoderKL {
 
     /// `encode`, recording `taps`; None when it stopped after the last requested tap.
     pub fn encode_with_taps(&self, images: &Tensor, taps: &mut Taps) -> Result<Option<DiagonalGaussian>> {
-        let _r = crate::cuda::nvtx::range("vae.encode");
+        let _r = crate::trace::range("vae.encode");
         let (_, c, _, _) = images.dims4("AutoencoderKL.encode")?;
         if c != self.config.in_channels {
             return Err(Error::Config(format!("VAE images {} have {c} channels, the config's in_channels is {}", images.shape(), self.config.in_channels)));
@@ -209,7 +209,7 @@ impl AutoencoderKL {
 
     /// `decode`, recording `taps`; None when it stopped after the last requested tap.
     pub fn decode_with_taps(&self, latents: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range("vae.decode");
+        let _r = crate::trace::range("vae.decode");
         let (_, c, _, _) = latents.dims4("AutoencoderKL.decode")?;
         if c != self.config.latent_channels {
             return Err(Error::Config(format!(
