@@ -19,6 +19,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod sae;
 pub mod softmax;
 
 pub use attention::attention;

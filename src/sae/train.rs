@@ -19,13 +19,12 @@
 //! kernel are deterministic, so the same seed gives the same weights bit for bit on the same
 //! device, and a run resumed from a checkpoint equals an uninterrupted one.
 
-use super::backward::backward;
 use super::checkpoint::{self, LoadedState, Provenance, RevelioInfo, StateMeta, StateTensors};
 use super::data::{permutation, Rows};
-use super::loss::{auxk, main_loss, AuxConfig, LossKind};
+use super::loss::{auxk, main_loss, AuxConfig, AuxTerm, LossKind};
 use super::metrics;
 use super::model::{Init, Sae, SaeConfig, SaeParams};
-use super::ops;
+use crate::ops;
 use crate::ops::optim::{AdamConfig, AdamScalars};
 use crate::progress::Progress;
 use crate::rng;
@@ -294,7 +293,7 @@ fn input_scale(rows: &Rows) -> Result<f32> {
     while start < rows.len() {
         let len = step.min(rows.len() - start);
         let x = rows.slice(start, len)?;
-        ss += crate::ops::sum_all(&crate::ops::mul(&x, &x)?)?.to_scalar()? as f64;
+        ss += ops::sum_all(&ops::mul(&x, &x)?)?.to_scalar()? as f64;
         start += len;
     }
     let mean = ss / rows.len().max(1) as f64;
@@ -324,7 +323,7 @@ fn fresh_state(cfg: &TrainConfig, rows: &Rows, loader: &mut Loader, device: &Dev
     let first = loader.get(0);
     let x0 = sae.scale_input(&rows.batch(&first)?)?;
     sae.params.b_dec = match cfg.b_dec_init {
-        BDecInit::Mean => crate::ops::mean(&x0, 0, false)?,
+        BDecInit::Mean => ops::mean(&x0, 0, false)?,
         BDecInit::Median => {
             let host = x0.to_f32_vec()?;
             Tensor::from_vec(geometric_median(&host, first.len(), d), [d], &Device::Cpu)?.to_device(device)?
@@ -332,7 +331,7 @@ fn fresh_state(cfg: &TrainConfig, rows: &Rows, loader: &mut Loader, device: &Dev
         BDecInit::Zero => Tensor::zeros([d], DType::F32, device)?,
     };
     let mse_scale = if cfg.loss == LossKind::ScaledMse {
-        let (_, m2) = ops::col_stats(&x0)?;
+        let (_, m2) = ops::sae::col_stats(&x0)?;
         let var = super::loss::host_sum(&m2)? / (first.len() * d) as f64;
         if var > 0.0 {
             1.0 / var
@@ -400,20 +399,19 @@ pub fn train_step(cfg: &TrainConfig, st: &mut TrainState, x: &Tensor, log: bool)
     let xs = st.sae.scale_input(x)?;
     let batch = xs.dims()[0];
     let fwd = st.sae.forward(&xs)?;
-    let (_, x_m2) = ops::col_stats(&xs)?;
+    let (_, x_m2) = ops::sae::col_stats(&xs)?;
     let main = main_loss(cfg.loss, &fwd, &x_m2, st.mse_scale)?;
-    let (r_sum, r_m2) = ops::col_stats(&fwd.decoded.resid)?;
+    let (r_sum, r_m2) = ops::sae::col_stats(&fwd.decoded.resid)?;
     let since_host = if cfg.aux.k > 0 || log { Some(st.since.to_vec::<i64>()?) } else { None };
     let aux = match (&since_host, cfg.aux.k > 0) {
         (Some(s), true) => auxk(&st.sae, &fwd, &dead_latents(s, cfg.aux.dead_after), &cfg.aux, &r_m2)?,
         _ => None,
     };
-    let grads = backward(&st.sae, &fwd, &main, &r_sum, aux.as_ref())?;
+    let grads = st.sae.backward(&fwd, main.c, &r_sum, aux.as_ref().map(AuxTerm::backward))?;
     let u = st.adam_step + 1;
-    let scalars = cfg.adam(u as usize);
-    ops::adam_step(&mut st.sae.params, st.sae.w_enc16.as_mut(), &grads, &mut st.m, &mut st.v, &scalars)?;
+    st.sae.adam_step(&grads, &mut st.m, &mut st.v, &cfg.adam(u as usize))?;
     st.adam_step = u;
-    ops::update_since(&mut st.since, &fwd.code)?;
+    ops::sae::update_since(&mut st.since, &fwd.code)?;
     st.step += 1;
     st.samples_seen += batch as u64;
     if !log {

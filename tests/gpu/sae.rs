@@ -7,7 +7,7 @@
 
 use crate::common::*;
 use revelio::ops::optim::{AdamConfig, AdamScalars};
-use revelio::sae::ops::{self, Centered, Code, Grads};
+use revelio::ops::sae::{self as ops, Centered, Code, Grads};
 use revelio::sae::SaeParams;
 use revelio::{DType, Device, Tensor};
 
@@ -165,7 +165,7 @@ fn decode_matches_the_cpu() {
     for (i, &(rows, d, n, kk)) in [(1, 3, 5, 1), (33, 129, 300, 7), (64, 1280, 20480, 32), (16, 1280, 81920, 256)].iter().enumerate() {
         let code = random_code(rows, n, kk, 60 + i as u64);
         let mut w = randn(&[n, d], 61 + i as u64);
-        revelio::sae::cpu::normalize_rows(&mut w).unwrap();
+        ops::normalize_rows(&mut w).unwrap();
         let inputs = [randn(&[rows, d], 62 + i as u64), randn(&[d], 63), code.vals.clone(), code.idx.clone(), w];
         for bias in [true, false] {
             check_cuda_vs_cpu(&format!("decode [{rows}, {d}] n {n} k {kk} bias {bias}"), DType::F32, &inputs, None, |t| {
@@ -201,7 +201,7 @@ fn sparse_backward_matches_the_cpu() {
             let code = random_code(rows, n, k, seed);
             let aux = random_code(rows, n, ka.max(1), seed + 1);
             let mut w_dec = randn(&[n, d], seed + 2);
-            revelio::sae::cpu::normalize_rows(&mut w_dec).unwrap();
+            ops::normalize_rows(&mut w_dec).unwrap();
             let inputs = vec![
                 randn(&[rows, d], seed + 3),            // 0 xc
                 randn_scaled(&[d, n], 0.1, seed + 4),   // 1 W_enc
@@ -252,7 +252,7 @@ fn fused_adam_matches_the_cpu() {
                 let mut w16 = dev.is_cuda().then(|| revelio::ops::to_dtype(&p.w_enc, DType::BF16).unwrap());
                 let cfg = AdamConfig::adam(1e-3);
                 for step in 1..=3 {
-                    ops::adam_step(&mut p, w16.as_mut(), &g, &mut m, &mut v, &AdamScalars::new(&cfg, step)).unwrap();
+                    ops::adam_step(p.adam_slots(&g, &mut m, &mut v), w16.as_mut(), &AdamScalars::new(&cfg, step)).unwrap();
                 }
                 (p, m, v, w16)
             };
@@ -285,7 +285,7 @@ fn dead_latent_counters_match_the_cpu() {
 fn planted_rows(rows: usize) -> revelio::sae::data::Rows {
     let (d, m) = (64, 48);
     let mut dirs = randn(&[m, d], 110);
-    revelio::sae::cpu::normalize_rows(&mut dirs).unwrap();
+    ops::normalize_rows(&mut dirs).unwrap();
     let dv = dirs.to_f32_vec().unwrap();
     let mut x = vec![0.0f32; rows * d];
     for r in 0..rows {
