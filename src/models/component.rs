@@ -7,6 +7,7 @@ use super::dit::DiT;
 use super::ldm::SingleFile;
 use super::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use super::vae::{AutoencoderKL, AutoencoderKLConfig};
+use crate::io::config::read_config;
 use crate::tensor::{DType, Device};
 use crate::{Error, Result};
 use serde_json::Value;
@@ -64,8 +65,7 @@ impl Component {
 /// The kind of the component folder `dir`, from its config.json.
 fn kind_of_folder(dir: &Path) -> Result<ComponentKind> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
+    let v = Value::Object(read_config(&path, "model")?);
     if let Some(class) = v["_class_name"].as_str() {
         return match class {
             "UNet2DConditionModel" => Ok(ComponentKind::Unet),
@@ -144,12 +144,7 @@ pub fn resolve(path: &Path, component: Option<&str>) -> Result<Source> {
 /// A component config.json given on the command line, for single-file checkpoints whose
 /// structure is not the built-in SD 1.5 / 2.1 one.
 fn config_override(config: Option<&Path>) -> Result<Option<Value>> {
-    config
-        .map(|p| {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            serde_json::from_str(&text).map_err(|e| Error::format(p, format!("not valid JSON: {e}")))
-        })
-        .transpose()
+    config.map(|p| Ok(Value::Object(read_config(p, "model")?))).transpose()
 }
 
 /// Loads the component at `path` in `dtype` on `device`. `config`: a diffusers config.json for

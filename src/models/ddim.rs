@@ -13,6 +13,8 @@
 //! default, but every SD config sets it false), thresholding, rescale_betas_zero_snr, other
 //! schedules.
 
+use crate::config_fields;
+use crate::io::config::{parse_config, read_config};
 use crate::ops;
 use crate::tensor::{Shape, Tensor};
 use crate::{Error, Result};
@@ -85,29 +87,14 @@ impl DdimConfig {
 
     /// Reads a diffusers `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let json: Value =
-            serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
-        let Value::Object(map) = json else {
-            return Err(Error::format(path, "expected a JSON object of scheduler settings"));
-        };
-        let cfg = DdimConfig::from_map(&map).map_err(|msg| Error::format(path, msg))?;
-        cfg.validate().map_err(|msg| Error::format(path, msg))?;
-        Ok(cfg)
+        parse_config(path, &read_config(path, "scheduler")?, Self::from_map, Self::validate)
     }
 
     /// The config from a parsed JSON object, field by field so that a bad value is named.
-    fn from_map(map: &Map<String, Value>) -> std::result::Result<Self, String> {
+    /// Unknown keys are ignored without a warning, as diffusers ignores them.
+    fn from_map(_source: &Path, map: &Map<String, Value>) -> std::result::Result<Self, String> {
         let mut c = DdimConfig::default();
-        macro_rules! fields {
-            ($($name:ident),*) => {$(
-                if let Some(v) = map.get(stringify!($name)) {
-                    c.$name = serde_json::from_value(v.clone())
-                        .map_err(|e| format!("`{}` = {v}: {e}", stringify!($name)))?;
-                }
-            )*};
-        }
-        fields!(
+        config_fields!(map, c;
             num_train_timesteps,
             beta_start,
             beta_end,

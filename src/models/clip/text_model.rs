@@ -27,7 +27,7 @@
 //! norm) in `StableDiffusionPipeline.encode_prompt`; the skipped layers are not computed.
 
 use super::config::ClipTextConfig;
-use crate::models::layers::{LayerNorm, Linear};
+use crate::models::common::layers::{LayerNorm, Linear};
 use crate::models::weights::{Scope, Weights};
 use crate::ops::{self, Unary};
 use crate::tensor::{DType, Device, Tensor};

@@ -8,7 +8,7 @@
 //! (https://github.com/huggingface/diffusers/blob/v0.42.1/src/diffusers/models/embeddings.py).
 
 use crate::models::weights::Scope;
-use crate::models::layers::Linear;
+use crate::models::common::layers::Linear;
 use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ensure_op, Result};

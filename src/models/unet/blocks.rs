@@ -9,9 +9,9 @@
 //! its module path as it finishes, then itself (its output: the hidden states it passes on, after
 //! its down/upsampler); any visit may end the pass early (`None`).
 
-use super::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, TimeNorm, Upsample2D};
+use crate::models::common::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, TimeNorm, Upsample2D};
 use super::transformer::{Transformer2DModel, TransformerConfig};
-use super::{step, visit};
+use crate::models::common::visit::{step, visit};
 use crate::models::taps::Taps;
 use crate::models::weights::Scope;
 use crate::ops;

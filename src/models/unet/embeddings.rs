@@ -9,7 +9,7 @@
 //! within 1 ulp of that, so an entry may differ from torch's by 1 ulp of its argument (up to
 //! ~6e-5 absolute at t ~ 1000: far below the 1e-4 relative parity bound of the whole model).
 
-use crate::models::layers::Linear;
+use crate::models::common::layers::Linear;
 use crate::models::weights::Scope;
 use crate::ops;
 use crate::tensor::{DType, Device, Tensor};

@@ -7,9 +7,10 @@
 //! (4 * block_out_channels[0]), S = text tokens, Cc = cross_attention_dim.
 //!
 //! Files: `config.rs` (config.json, validation), `embeddings.rs` (timestep embedding),
-//! `layers.rs` (Conv2d, Linear, GroupNorm, LayerNorm), `resnet.rs` (ResnetBlock2D,
-//! Downsample2D, Upsample2D), `attention.rs` (Attention, FeedForward), `transformer.rs`
-//! (Transformer2DModel, BasicTransformerBlock), `blocks.rs` (the down, mid and up blocks).
+//! `transformer.rs` (Transformer2DModel, BasicTransformerBlock), `blocks.rs` (the down, mid and
+//! up blocks). The parts it shares with the VAE are in src/models/common/: `layers.rs` (Conv2d,
+//! Linear, GroupNorm, LayerNorm), `resnet.rs` (ResnetBlock2D, Downsample2D, Upsample2D),
+//! `attention.rs` (Attention, FeedForward), `visit.rs` (taps and early stop).
 //!
 //! Taps (src/models/taps.rs): every module path `tap_names` lists, in execution order (inner
 //! modules before the block holding them), plus aliases: `down.N` = `down_blocks.N`, `mid` and
@@ -19,25 +20,15 @@
 //! shape (resnets without a channel change, attentions, transformer blocks, the mid block).
 //! When the caller does not want the output, the pass stops after the last requested tap.
 
-pub mod attention;
 pub mod blocks;
 pub mod config;
 pub mod embeddings;
-pub mod resnet;
 pub mod transformer;
 
-/// Unwraps a module's `Result<Option<T>>`, returning `Ok(None)` from the enclosing function when
-/// the pass stopped early.
-macro_rules! step {
-    ($e:expr) => {
-        match $e? {
-            Some(v) => v,
-            None => return Ok(None),
-        }
-    };
-}
-pub(crate) use step;
-
+use crate::models::common::layers::{Conv2d, GroupNorm};
+use crate::models::common::load::{check_dtype, component_dir};
+use crate::models::common::resnet::TimeNorm;
+use crate::models::common::visit::{step, visit};
 use crate::models::taps::{split_delta, TapRequest, Taps};
 use crate::models::weights::Weights;
 use crate::tensor::{DType, Device, Tensor};
@@ -45,37 +36,7 @@ use crate::{ops, Context, Error, Result};
 use blocks::{BlockOptions, BlockSizes, Cond, DownBlock, MidBlock, UpBlock};
 pub use config::UNet2DConditionConfig;
 use embeddings::TimestepEmbedding;
-use crate::models::layers::{Conv2d, GroupNorm};
-use resnet::TimeNorm;
-use std::path::{Path, PathBuf};
-
-/// The end of the module at `path`: records what the taps ask for there and returns the output
-/// (edited if an edit is set there), or None when every requested value is recorded and the
-/// caller does not want the model's output.
-pub(crate) fn visit(taps: &mut Taps, path: &str, input: &Tensor, output: Tensor) -> Result<Option<Tensor>> {
-    let out = taps.visit(path, input, output)?;
-    Ok(if taps.done() { None } else { Some(out) })
-}
-
-/// The folder holding `config.json`: `dir` itself, or `dir/<component>` for a pipeline folder.
-pub(crate) fn component_dir(dir: &Path, component: &str) -> Result<PathBuf> {
-    if dir.join("config.json").is_file() {
-        return Ok(dir.to_path_buf());
-    }
-    let sub = dir.join(component);
-    if sub.join("config.json").is_file() {
-        return Ok(sub);
-    }
-    Err(Error::format(dir, format!("no config.json here or in {component}/: expected a diffusers {component} folder or a pipeline folder")))
-}
-
-/// Errors unless `dtype` can run on `device` (the CPU backend computes in f32).
-pub(crate) fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
-    if !dtype.is_float() || (device.is_cpu() && dtype != DType::F32) {
-        return Err(Error::Config(format!("cannot run a model in {dtype} on {device}: the CPU runs f32, CUDA f32/f16/bf16")));
-    }
-    Ok(())
-}
+use std::path::Path;
 
 pub struct UNet2DConditionModel {
     config: UNet2DConditionConfig,

@@ -9,9 +9,9 @@
 //! tokens, so both run as: norm -> NCHW to tokens -> linear -> blocks -> linear -> tokens to NCHW
 //! (diffusers transposes after the conv instead; the sums are the same).
 
-use super::attention::{Attention, FeedForward};
-use crate::models::layers::{GroupNorm, LayerNorm, Linear};
-use super::{step, visit};
+use crate::models::common::attention::{Attention, FeedForward};
+use crate::models::common::layers::{GroupNorm, LayerNorm, Linear};
+use crate::models::common::visit::{step, visit};
 use crate::models::taps::Taps;
 use crate::models::weights::Scope;
 use crate::ops;

@@ -7,9 +7,9 @@
 //! attention and down/upsampler by module path as they finish, then itself.
 
 use crate::models::taps::Taps;
-use crate::models::unet::attention::Attention;
-use crate::models::unet::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, TimeNorm, Upsample2D};
-use crate::models::unet::{step, visit};
+use crate::models::common::attention::Attention;
+use crate::models::common::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, TimeNorm, Upsample2D};
+use crate::models::common::visit::{step, visit};
 use crate::models::weights::Scope;
 use crate::tensor::Tensor;
 use crate::Result;

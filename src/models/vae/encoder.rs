@@ -8,8 +8,8 @@
 use super::blocks::{DownEncoderBlock2D, UNetMidBlock2D, EPS};
 use super::config::AutoencoderKLConfig;
 use crate::models::taps::Taps;
-use crate::models::layers::{Conv2d, GroupNorm};
-use crate::models::unet::{step, visit};
+use crate::models::common::layers::{Conv2d, GroupNorm};
+use crate::models::common::visit::{step, visit};
 use crate::models::weights::Scope;
 use crate::tensor::Tensor;
 use crate::Result;

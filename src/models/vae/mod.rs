@@ -16,8 +16,9 @@ pub mod decoder;
 pub mod encoder;
 
 use crate::models::taps::{split_delta, TapRequest, Taps};
-use crate::models::layers::Conv2d;
-use crate::models::unet::{check_dtype, component_dir, step, visit};
+use crate::models::common::layers::Conv2d;
+use crate::models::common::load::{check_dtype, component_dir};
+use crate::models::common::visit::{step, visit};
 use crate::models::weights::Weights;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ops, Context, Error, Result};

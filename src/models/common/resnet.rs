@@ -3,7 +3,7 @@
 //!
 //! Legend: N = batch, Cin/Cout = channels, H, W = spatial size, T = time embedding width.
 
-use crate::models::layers::{Conv2d, GroupNorm, Linear};
+use crate::models::common::layers::{Conv2d, GroupNorm, Linear};
 use crate::models::weights::Scope;
 use crate::ops;
 use crate::tensor::Tensor;

@@ -8,7 +8,7 @@
 //! `ops::attention` takes: no permutes. Scores and softmax are f32 whatever the storage dtype,
 //! which covers SD 2.1's `upcast_attention` and the VAE's `upcast_softmax`.
 
-use crate::models::layers::{GroupNorm, Linear};
+use crate::models::common::layers::{GroupNorm, Linear};
 use crate::models::weights::Scope;
 use crate::ops;
 use crate::tensor::Tensor;
