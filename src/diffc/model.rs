@@ -72,7 +72,7 @@ impl DiffcConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(format!("Diff-C classifier: {m}")));
+        let bad = |m: String| Err(Error::BadOption(format!("Diff-C classifier: {m}")));
         if self.in_channels == 0 {
             return bad("in_channels must be >= 1".into());
         }
@@ -254,7 +254,7 @@ fn drop_backward(dy: &Tensor, p: f32, seed: u64, kind: DropoutKind) -> Result<Te
 }
 
 fn f32_grad(t: Option<Tensor>, what: &str) -> Result<Tensor> {
-    to_dtype(&t.ok_or_else(|| Error::Msg(format!("diffc backward: the {what} gradient was not computed")))?, DType::F32)
+    to_dtype(&t.ok_or_else(|| Error::Internal(format!("diffc backward: the {what} gradient was not computed")))?, DType::F32)
 }
 
 impl DiffcClassifier {
@@ -367,7 +367,7 @@ impl DiffcClassifier {
         let (b, wd) = cache.fc_input.dims2("diffc backward")?;
         // 3. head: fc, dropout_fc, gap.
         let fc = linear_backward(&to_dtype(&dlogits, dt)?, &cache.fc_input, &to_dtype(&self.fc_weight, dt)?, true, true)?;
-        let dfc_in = fc.dx.ok_or_else(|| Error::Msg("diffc backward: fc gave no dx".into()))?;
+        let dfc_in = fc.dx.ok_or_else(|| Error::Internal("diffc backward: fc gave no dx".into()))?;
         let dpooled = drop_backward(&dfc_in, p, cache.fc_dropout_seed, DropoutKind::Elementwise)?;
         let mut dhidden = adaptive_avg_pool2d_backward(&dpooled.reshape([b, wd, 1, 1])?, cache.last_hw)?;
         // 2. conv blocks, last first.
@@ -442,7 +442,7 @@ impl DiffcClassifier {
     /// missing or extra key, or a shape that does not fit, is an error naming it. `from`
     /// names the source in errors.
     pub fn from_state_dict(tensors: &HashMap<String, Tensor>, dropout: f32, device: &Device, from: &str) -> Result<DiffcClassifier> {
-        let bad = |m: String| Error::Config(format!("{from}: {m}"));
+        let bad = |m: String| Error::BadInput(format!("{from}: {m}"));
         let get = |key: &str| -> Result<&Tensor> {
             tensors.get(key).ok_or_else(|| {
                 let near = nearest_keys(key, tensors.keys().map(String::as_str), 3);

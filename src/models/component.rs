@@ -29,7 +29,7 @@ impl ComponentKind {
             "vae" => Ok(ComponentKind::Vae),
             "text_encoder" | "clip" => Ok(ComponentKind::TextEncoder),
             "transformer" | "dit" => Ok(ComponentKind::Dit),
-            other => Err(Error::Config(format!("--component {other}: expected unet, vae, text_encoder or transformer"))),
+            other => Err(Error::BadOption(format!("--component {other}: expected unet, vae, text_encoder or transformer"))),
         }
     }
 
@@ -93,7 +93,7 @@ pub fn resolve(path: &Path, component: Option<&str>) -> Result<Source> {
     let wanted = component.map(ComponentKind::parse).transpose()?;
     if path.is_file() {
         let kind = wanted.ok_or_else(|| {
-            Error::Config(format!(
+            Error::BadOption(format!(
                 "{} is a single-file checkpoint: say which part to run with --component unet|vae|text_encoder",
                 path.display()
             ))
@@ -106,7 +106,7 @@ pub fn resolve(path: &Path, component: Option<&str>) -> Result<Source> {
                 .into_iter()
                 .filter(|c| path.join(c).join("config.json").is_file())
                 .collect();
-            Error::Config(format!(
+            Error::BadOption(format!(
                 "{} is a pipeline folder: choose a component with --component ({})",
                 path.display(),
                 present.join(", ")
@@ -119,7 +119,7 @@ pub fn resolve(path: &Path, component: Option<&str>) -> Result<Source> {
         let kind = kind_of_folder(path)?;
         if let Some(w) = wanted {
             if w != kind {
-                return Err(Error::Config(format!("{} holds a {kind:?} model, not a {w:?}", path.display())));
+                return Err(Error::BadOption(format!("{} holds a {kind:?} model, not a {w:?}", path.display())));
             }
         }
         return Ok(Source::Folder(path.to_path_buf(), kind));

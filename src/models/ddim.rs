@@ -176,7 +176,7 @@ pub struct Ddim {
 
 impl Ddim {
     pub fn new(config: DdimConfig) -> Result<Self> {
-        config.validate().map_err(|msg| Error::Config(format!("DDIM scheduler: {msg}")))?;
+        config.validate().map_err(|msg| Error::Unsupported(format!("DDIM scheduler: {msg}")))?;
         let n = config.num_train_timesteps;
         // betas in f32 (scaled_linear: linspace of the square roots, squared in f32).
         let betas: Vec<f32> = match config.beta_schedule.as_str() {
@@ -246,7 +246,7 @@ impl Ddim {
         let t_train = self.config.num_train_timesteps;
         let n = num_inference_steps;
         if n == 0 || n > t_train {
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "DDIM set_timesteps: num_inference_steps {n} must be in 1..={t_train} (num_train_timesteps)"
             )));
         }
@@ -277,7 +277,7 @@ impl Ddim {
                 // values and diffusers' list ends in -1 (scheduling_ddim.py:375, set_timesteps,
                 // "trailing" branch), which its step would index from the end. Refuse those.
                 if ts.len() != n || ts.iter().any(|&t| t < 0) {
-                    return Err(Error::Config(format!(
+                    return Err(Error::BadOption(format!(
                         "DDIM set_timesteps: trailing spacing with {n} steps gives diffusers' timesteps {:?} (n + 1 values, the last -1, from a float arange); choose another step count",
                         &ts[ts.len().saturating_sub(3)..]
                     )));

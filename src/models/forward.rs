@@ -56,9 +56,9 @@ fn input(f: &SafeTensorsFile, name: &str, dtype: DType, device: &Device) -> Resu
 
 /// Parses `--dtype` and checks it can run on `device`.
 pub fn parse_dtype(s: &str, device: &Device) -> Result<DType> {
-    let dtype = DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::Config(format!("--dtype {s}: expected f32, f16 or bf16")))?;
+    let dtype = DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::BadOption(format!("--dtype {s}: expected f32, f16 or bf16")))?;
     if device.is_cpu() && dtype != DType::F32 {
-        return Err(Error::Config(format!("--dtype {s}: the CPU backend runs f32 only")));
+        return Err(Error::BadOption(format!("--dtype {s}: the CPU backend runs f32 only")));
     }
     Ok(dtype)
 }

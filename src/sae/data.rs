@@ -27,7 +27,7 @@ impl RowKind {
         match s {
             "image" => Ok(RowKind::Image),
             "position" => Ok(RowKind::Position),
-            _ => Err(Error::Config(format!("--rows {s}: expected image or position"))),
+            _ => Err(Error::BadOption(format!("--rows {s}: expected image or position"))),
         }
     }
 
@@ -82,7 +82,7 @@ impl Rows {
 fn check_finite(x: &[f32], per_row: usize, what: &dyn Fn(usize) -> String) -> Result<()> {
     if let Some(pos) = x.iter().position(|v| !v.is_finite()) {
         let row = pos / per_row.max(1);
-        return Err(Error::Config(format!("{} holds a non-finite value ({}) at element {}", what(row), x[pos], pos % per_row.max(1))));
+        return Err(Error::BadInput(format!("{} holds a non-finite value ({}) at element {}", what(row), x[pos], pos % per_row.max(1))));
     }
     Ok(())
 }
@@ -105,7 +105,7 @@ pub fn from_store(store: &FeatureStore, layer: &str, timestep: usize, images: &[
         }
         (Pooling::None | Pooling::Avg(..), [c, h, w]) => (*c, h * w, Some((*h, *w)), true),
         _ => {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "{}: features of `{layer}` at t{timestep} have per-image shape {shape:?} under pooling `{}`; expected [C] (mean), [P, C] (tokens) or [C, h, w]",
                 store.dir().display(),
                 pooling.name()
@@ -113,7 +113,7 @@ pub fn from_store(store: &FeatureStore, layer: &str, timestep: usize, images: &[
         }
     };
     if kind == RowKind::Position && pooling == Pooling::Mean {
-        return Err(Error::Config(format!(
+        return Err(Error::BadOption(format!(
             "{}: the store holds mean-pooled vectors; --rows position needs features extracted with --pooling tokens or none",
             store.dir().display()
         )));

@@ -31,7 +31,7 @@ impl LossKind {
             "nmse" => Ok(LossKind::Nmse),
             "mse" => Ok(LossKind::Mse),
             "scaled-mse" => Ok(LossKind::ScaledMse),
-            _ => Err(Error::Config(format!("--loss {s}: expected nmse, mse or scaled-mse"))),
+            _ => Err(Error::BadOption(format!("--loss {s}: expected nmse, mse or scaled-mse"))),
         }
     }
 }

@@ -67,7 +67,7 @@ impl SaeParams {
         let (d, n) = self.w_enc.dims2("SaeParams")?;
         let ok = self.b_enc.dims() == [n] && self.w_dec.dims() == [n, d] && self.b_dec.dims() == [d];
         if !ok {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "SAE parameters disagree: W_enc {}, b_enc {}, W_dec {}, b_dec {} (expected [d, n], [n], [n, d], [d])",
                 self.w_enc.shape(),
                 self.b_enc.shape(),
@@ -95,7 +95,7 @@ impl Init {
         match s {
             "revelio" => Ok(Init::Revelio),
             "tied" => Ok(Init::Tied),
-            _ => Err(Error::Config(format!("--init {s}: expected revelio or tied"))),
+            _ => Err(Error::BadOption(format!("--init {s}: expected revelio or tied"))),
         }
     }
 }
@@ -116,13 +116,13 @@ pub struct SaeConfig {
 impl SaeConfig {
     pub fn validate(&self) -> Result<()> {
         if self.d_in == 0 || self.d_sae == 0 {
-            return Err(Error::Config(format!("d_in = {} and d_sae = {} must be positive", self.d_in, self.d_sae)));
+            return Err(Error::BadOption(format!("d_in = {} and d_sae = {} must be positive", self.d_in, self.d_sae)));
         }
         if self.k == 0 || self.k > self.d_sae {
-            return Err(Error::Config(format!("k = {} must be in 1..={} (d_sae)", self.k, self.d_sae)));
+            return Err(Error::BadOption(format!("k = {} must be in 1..={} (d_sae)", self.k, self.d_sae)));
         }
         if !(self.input_scale.is_finite() && self.input_scale > 0.0) {
-            return Err(Error::Config(format!("input scale {} must be a positive number", self.input_scale)));
+            return Err(Error::BadOption(format!("input scale {} must be a positive number", self.input_scale)));
         }
         Ok(())
     }
@@ -178,7 +178,7 @@ impl Sae {
         cfg.validate()?;
         let (d, n) = params.dims()?;
         if (d, n) != (cfg.d_in, cfg.d_sae) {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "SAE weights are d_in = {d}, d_sae = {n}; the config says d_in = {}, d_sae = {}",
                 cfg.d_in, cfg.d_sae
             )));
@@ -205,7 +205,7 @@ impl Sae {
     pub fn scale_input(&self, x: &Tensor) -> Result<Tensor> {
         let (_, d) = x.dims2("sae input")?;
         if d != self.cfg.d_in {
-            return Err(Error::Config(format!("features have d = {d}; this SAE takes d_in = {}", self.cfg.d_in)));
+            return Err(Error::BadInput(format!("features have d = {d}; this SAE takes d_in = {}", self.cfg.d_in)));
         }
         let x = ops::to_dtype(&x.to_device(&self.device())?, DType::F32)?;
         if self.cfg.input_scale == 1.0 {

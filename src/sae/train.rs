@@ -53,7 +53,7 @@ impl BDecInit {
             "mean" => Ok(BDecInit::Mean),
             "median" => Ok(BDecInit::Median),
             "zero" => Ok(BDecInit::Zero),
-            _ => Err(Error::Config(format!("--b-dec-init {s}: expected mean, median or zero"))),
+            _ => Err(Error::BadOption(format!("--b-dec-init {s}: expected mean, median or zero"))),
         }
     }
 }
@@ -75,7 +75,7 @@ impl Decay {
             "none" => Ok(Decay::None),
             "linear" => Ok(Decay::Linear),
             "cosine" => Ok(Decay::Cosine),
-            _ => Err(Error::Config(format!("--decay {s}: expected none, linear or cosine"))),
+            _ => Err(Error::BadOption(format!("--decay {s}: expected none, linear or cosine"))),
         }
     }
 }
@@ -93,7 +93,7 @@ impl Moments {
         match s {
             "f32" => Ok(Moments::F32),
             "bf16" => Ok(Moments::Bf16),
-            _ => Err(Error::Config(format!("--moments {s}: expected f32 or bf16"))),
+            _ => Err(Error::BadOption(format!("--moments {s}: expected f32 or bf16"))),
         }
     }
 
@@ -164,7 +164,7 @@ impl TrainConfig {
     }
 
     pub fn validate(&self, d: usize) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
+        let bad = |m: String| Err(Error::BadOption(m));
         if self.batch == 0 || self.steps == 0 {
             return bad(format!("--batch {} and --steps {} must be positive", self.batch, self.steps));
         }
@@ -298,7 +298,7 @@ fn input_scale(rows: &Rows) -> Result<f32> {
     }
     let mean = ss / rows.len().max(1) as f64;
     if mean <= 0.0 {
-        return Err(Error::Config("--scale-inputs: the features are all zero".into()));
+        return Err(Error::BadInput("--scale-inputs: the features are all zero".into()));
     }
     Ok((rows.d() as f64 / mean).sqrt() as f32)
 }
@@ -438,7 +438,7 @@ pub fn train(cfg: &TrainConfig, rows: &Rows, out: &Path, prov: &Provenance, opts
     let d = rows.d();
     cfg.validate(d)?;
     if rows.is_empty() {
-        return Err(Error::Config("no training rows (check --split and --holdout)".into()));
+        return Err(Error::BadOption("no training rows (check --split and --holdout)".into()));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let device = rows.x.device();
@@ -447,7 +447,7 @@ pub fn train(cfg: &TrainConfig, rows: &Rows, out: &Path, prov: &Provenance, opts
     let mut st = if checkpoint::has_state(out) && !opts.restart {
         let s = checkpoint::load_state(out, d, cfg.d_sae, cfg.moments.dtype(), &device)?;
         if s.meta.run != identity {
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "{} holds a checkpoint of another run (settings, features or rows differ); pass --restart to start over, or use another --out",
                 out.display()
             )));

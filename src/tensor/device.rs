@@ -33,11 +33,11 @@ impl Device {
             _ => {
                 if let Some(n) = s.strip_prefix("cuda:") {
                     let ordinal = n.parse::<usize>().map_err(|_| {
-                        Error::Config(format!("--device {s}: expected cuda:N with N a GPU number"))
+                        Error::BadOption(format!("--device {s}: expected cuda:N with N a GPU number"))
                     })?;
                     return Device::cuda(ordinal);
                 }
-                Err(Error::Config(format!(
+                Err(Error::BadOption(format!(
                     "--device {s}: expected one of auto, cpu, cuda, cuda:N"
                 )))
             }

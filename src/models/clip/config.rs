@@ -128,8 +128,8 @@ impl ClipTextConfig {
 
     /// Parses and validates a config given as JSON (no warnings: see `unknown_keys`).
     pub fn from_value(value: &Value) -> Result<ClipTextConfig> {
-        let map = value.as_object().ok_or_else(|| Error::Config("CLIP text config: expected a JSON object of model settings".into()))?;
-        ClipTextConfig::parse(map).map_err(Error::Config)
+        let map = value.as_object().ok_or_else(|| Error::BadInput("CLIP text config: expected a JSON object of model settings".into()))?;
+        ClipTextConfig::parse(map).map_err(Error::BadInput)
     }
 
     /// `from_map`, then `validate`.
@@ -168,7 +168,7 @@ impl ClipTextConfig {
     /// The MLP activation (validated).
     pub fn act(&self) -> Result<HiddenAct> {
         HiddenAct::parse(&self.hidden_act).ok_or_else(|| {
-            Error::Config(format!(
+            Error::Unsupported(format!(
                 "CLIP text config: hidden_act \"{}\" is not supported (quick_gelu, gelu, gelu_pytorch_tanh, gelu_new are)",
                 self.hidden_act
             ))
@@ -178,7 +178,7 @@ impl ClipTextConfig {
     /// The EOS id (validated).
     pub fn eos(&self) -> Result<i64> {
         self.eos_token_id.as_i64().ok_or_else(|| {
-            Error::Config(format!(
+            Error::Unsupported(format!(
                 "CLIP text config: eos_token_id must be one integer (it picks the pooled position), got {}",
                 self.eos_token_id
             ))
@@ -191,7 +191,7 @@ impl ClipTextConfig {
 
     /// Errors naming the field and value for anything revelio cannot compute as transformers does.
     pub fn validate(&self) -> Result<()> {
-        self.check().map_err(Error::Config)
+        self.check().map_err(Error::Unsupported)
     }
 
     fn check(&self) -> std::result::Result<(), String> {

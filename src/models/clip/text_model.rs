@@ -232,7 +232,7 @@ impl ClipTextModel {
     pub fn encode(&self, input_ids: &Tensor, skip: ClipSkip) -> Result<Tensor> {
         let l = self.layers.len();
         if skip.skip > l {
-            return Err(Error::Config(format!("clip skip {} is more than the model's {l} layers", skip.skip)));
+            return Err(Error::BadOption(format!("clip skip {} is more than the model's {l} layers", skip.skip)));
         }
         let h = self.run(&self.host_ids(input_ids)?, l - skip.skip, None)?;
         if skip.final_layer_norm {

@@ -20,7 +20,7 @@ pub(crate) fn component_dir(dir: &Path, component: &str) -> Result<PathBuf> {
 /// Errors unless `dtype` can run on `device` (the CPU backend computes in f32).
 pub(crate) fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
     if !dtype.is_float() || (device.is_cpu() && dtype != DType::F32) {
-        return Err(Error::Config(format!("cannot run a model in {dtype} on {device}: the CPU runs f32, CUDA f32/f16/bf16")));
+        return Err(Error::BadOption(format!("cannot run a model in {dtype} on {device}: the CPU runs f32, CUDA f32/f16/bf16")));
     }
     Ok(())
 }

@@ -85,7 +85,7 @@ impl ResnetBlock2D {
         let proj = match (&self.time_emb_proj, temb_act) {
             (Some(p), Some(t)) => Some(p.forward(t)?),
             (Some(_), None) => {
-                return Err(crate::Error::Config(format!("{}: this resnet needs a time embedding", self.path)));
+                return Err(crate::Error::Internal(format!("{}: this resnet needs a time embedding", self.path)));
             }
             _ => None,
         };

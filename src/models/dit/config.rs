@@ -188,7 +188,7 @@ impl DiTConfig {
     /// Learned sigma (out_channels 8) and 1000 ImageNet classes, as every released DiT.
     pub fn preset(model: &str, image_size: usize) -> Result<Self> {
         let bad = || {
-            Error::Config(format!(
+            Error::BadOption(format!(
                 "unknown DiT preset {model:?}: expected S, B, L or XL with patch 2, 4 or 8, e.g. \"XL/2\" (DiT-XL/2)"
             ))
         };
@@ -202,7 +202,7 @@ impl DiTConfig {
             return Err(bad());
         }
         if image_size == 0 || !image_size.is_multiple_of(8 * patch) {
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "image size {image_size} for DiT {model}: must be a multiple of 8 * patch = {}",
                 8 * patch
             )));

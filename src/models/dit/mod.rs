@@ -145,7 +145,7 @@ impl DiT {
         config.validate().map_err(|msg| Error::format(source, msg))?;
         let (dtype, device) = (weights.dtype(), weights.device().clone());
         if device.is_cpu() && dtype != DType::F32 {
-            return Err(Error::Config(format!("DiT on the CPU runs in f32 (the CPU backend computes in f32); asked for {dtype}")));
+            return Err(Error::BadOption(format!("DiT on the CPU runs in f32 (the CPU backend computes in f32); asked for {dtype}")));
         }
         let model = DiT::build(&weights, layout, config, dtype, &device).context(format!("loading DiT from {}", source.display()))?;
         if layout == Layout::Original && weights.contains(ORIGINAL_POS_EMBED) {
@@ -236,7 +236,7 @@ impl DiT {
             match n {
                 Some(n) if n < layers => format!("transformer_blocks.{n}"),
                 _ => {
-                    return Err(Error::Config(format!(
+                    return Err(Error::BadOption(format!(
                         "unknown DiT tap {name:?}: the taps are `block.N` (or `transformer_blocks.N`) for N in 0..{layers}, and `pos_embed`, optionally with `:delta`"
                     )))
                 }
@@ -302,7 +302,7 @@ impl DiT {
 
         // 3. Output: block 0's conditioning (dit_transformer_2d.py L208), final layer, unpatchify.
         let _r = crate::trace::range("proj_out");
-        let cond0 = cond0.ok_or_else(|| Error::Msg("DiT with no blocks (the config validation rejects it)".into()))?;
+        let cond0 = cond0.ok_or_else(|| Error::Internal("DiT with no blocks (the config validation rejects it)".into()))?;
         let patches = self.final_layer.forward(&x, &cond0)?;
         unpatchify(&patches, h, w, p, cfg.out_channels()).map(Some)
     }

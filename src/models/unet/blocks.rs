@@ -261,7 +261,7 @@ impl UpBlock {
     ) -> Result<Option<Tensor>> {
         let _r = crate::trace::range(&self.path);
         if skips.len() != self.resnets.len() {
-            return Err(crate::Error::Msg(format!("{}: {} skip states for {} resnets", self.path, skips.len(), self.resnets.len())));
+            return Err(crate::Error::Internal(format!("{}: {} skip states for {} resnets", self.path, skips.len(), self.resnets.len())));
         }
         let mut h = x.clone();
         for (i, (r, skip)) in self.resnets.iter().zip(skips.iter().rev()).enumerate() {

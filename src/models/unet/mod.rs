@@ -71,9 +71,9 @@ impl UNet2DConditionModel {
 
     /// Builds the model from a validated config and its weights (keys as diffusers names them).
     pub fn from_weights(config: UNet2DConditionConfig, weights: &Weights) -> Result<Self> {
-        config.validate().map_err(Error::Config)?;
+        config.validate().map_err(Error::Unsupported)?;
         let root = weights.root();
-        let levels = config.level_table().map_err(Error::Config)?;
+        let levels = config.level_table().map_err(Error::Unsupported)?;
         let n = levels.len();
         let c0 = levels[0].channels;
         let temb = config.time_embed_dim();
@@ -194,7 +194,7 @@ impl UNet2DConditionModel {
             return Ok(TapRequest { name: name.to_string(), path, delta });
         }
         let n = self.down_blocks.len();
-        Err(Error::Config(format!(
+        Err(Error::BadOption(format!(
             "unknown U-Net tap `{name}`. Aliases: down.0..down.{last}, mid (bottleneck), up.0..up.{last} (up_ft0..), out. \
              Module paths, in execution order: {}. Append `:delta` for output minus input.",
             self.tap_names.join(", "),
@@ -217,12 +217,12 @@ impl UNet2DConditionModel {
         let cfg = &self.config;
         let (b, c, _, _) = sample.dims4("UNet2DConditionModel.forward")?;
         if c != cfg.in_channels {
-            return Err(Error::Config(format!("U-Net sample {} has {c} channels, the config's in_channels is {}", sample.shape(), cfg.in_channels)));
+            return Err(Error::BadInput(format!("U-Net sample {} has {c} channels, the config's in_channels is {}", sample.shape(), cfg.in_channels)));
         }
         let (bs, _, d) = encoder_hidden_states.dims3("UNet2DConditionModel.forward")?;
         let cross = self.cross_attention_dim;
         if bs != b || d != cross {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "encoder_hidden_states {} must be [{b}, S, {cross}] for sample {}",
                 encoder_hidden_states.shape(),
                 sample.shape()
@@ -232,7 +232,7 @@ impl UNet2DConditionModel {
         let t = match t.len() {
             1 => vec![t[0]; b],
             n if n == b => t,
-            _ => return Err(Error::Config(format!("timesteps {} must hold 1 or {b} values for sample {}", timesteps.shape(), sample.shape()))),
+            _ => return Err(Error::BadInput(format!("timesteps {} must hold 1 or {b} values for sample {}", timesteps.shape(), sample.shape()))),
         };
         if taps.done() {
             return Ok(None);
@@ -270,7 +270,7 @@ impl UNet2DConditionModel {
             let start = skips
                 .len()
                 .checked_sub(block.num_skips())
-                .ok_or_else(|| Error::Msg(format!("up_blocks.{i} needs {} skip states, {} left", block.num_skips(), skips.len())))?;
+                .ok_or_else(|| Error::Internal(format!("up_blocks.{i} needs {} skip states, {} left", block.num_skips(), skips.len())))?;
             let mine = skips.split_off(start);
             let size = match (explicit_size, skips.last()) {
                 (true, Some(next)) if i + 1 < self.up_blocks.len() => Some(h_w(next)?),

@@ -100,7 +100,7 @@ impl AutoencoderKL {
 
     /// Builds the model from a config and its weights (keys as diffusers names them).
     pub fn from_weights(config: AutoencoderKLConfig, weights: &Weights) -> Result<Self> {
-        config.validate().map_err(Error::Config)?;
+        config.validate().map_err(Error::Unsupported)?;
         let root = weights.root();
         let l2 = 2 * config.latent_channels;
         let l = config.latent_channels;
@@ -158,7 +158,7 @@ impl AutoencoderKL {
         if self.tap_names.iter().any(|p| p == path) {
             return Ok(TapRequest { name: name.to_string(), path: path.to_string(), delta });
         }
-        Err(Error::Config(format!(
+        Err(Error::BadOption(format!(
             "unknown VAE tap `{name}`. Module paths, in execution order: {}. Append `:delta` for output minus input.",
             self.tap_names.join(", ")
         )))
@@ -173,7 +173,7 @@ impl AutoencoderKL {
     /// posterior over [B, L, h, w].
     pub fn encode(&self, images: &Tensor) -> Result<DiagonalGaussian> {
         self.encode_with_taps(images, &mut Taps::default())?
-            .ok_or_else(|| Error::Msg("VAE encode stopped early with taps that want the output".into()))
+            .ok_or_else(|| Error::Internal("VAE encode stopped early with taps that want the output".into()))
     }
 
     /// `encode`, recording `taps`; None when it stopped after the last requested tap.
@@ -181,7 +181,7 @@ impl AutoencoderKL {
         let _r = crate::trace::range("vae.encode");
         let (_, c, _, _) = images.dims4("AutoencoderKL.encode")?;
         if c != self.config.in_channels {
-            return Err(Error::Config(format!("VAE images {} have {c} channels, the config's in_channels is {}", images.shape(), self.config.in_channels)));
+            return Err(Error::BadInput(format!("VAE images {} have {c} channels, the config's in_channels is {}", images.shape(), self.config.in_channels)));
         }
         if taps.done() {
             return Ok(None);
@@ -205,7 +205,7 @@ impl AutoencoderKL {
     /// latents: [B, L, h, w] (unscaled) -> images [B, out_channels, H, W].
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
         self.decode_with_taps(latents, &mut Taps::default())?
-            .ok_or_else(|| Error::Msg("VAE decode stopped early with taps that want the output".into()))
+            .ok_or_else(|| Error::Internal("VAE decode stopped early with taps that want the output".into()))
     }
 
     /// `decode`, recording `taps`; None when it stopped after the last requested tap.
@@ -213,7 +213,7 @@ impl AutoencoderKL {
         let _r = crate::trace::range("vae.decode");
         let (_, c, _, _) = latents.dims4("AutoencoderKL.decode")?;
         if c != self.config.latent_channels {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "VAE latents {} have {c} channels, the config's latent_channels is {}",
                 latents.shape(),
                 self.config.latent_channels
