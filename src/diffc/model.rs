@@ -366,7 +366,7 @@ impl DiffcClassifier {
         let p = self.config.dropout;
         let (b, wd) = cache.fc_input.dims2("diffc backward")?;
         // 3. head: fc, dropout_fc, gap.
-        let fc = linear_backward(&to_dtype(&dlogits, dt)?, &cache.fc_input, &to_dtype(&self.fc_weight, dt)?, true, true)?;
+        let fc = linear_backward(&to_dtype(dlogits, dt)?, &cache.fc_input, &to_dtype(&self.fc_weight, dt)?, true, true)?;
         let dfc_in = fc.dx.ok_or_else(|| Error::Internal("diffc backward: fc gave no dx".into()))?;
         let dpooled = drop_backward(&dfc_in, p, cache.fc_dropout_seed, DropoutKind::Elementwise)?;
         let mut dhidden = adaptive_avg_pool2d_backward(&dpooled.reshape([b, wd, 1, 1])?, cache.last_hw)?;
@@ -467,7 +467,7 @@ impl DiffcClassifier {
                 return Err(bad(format!("`{key}` has shape {}, expected {} for this layout", t.shape(), Shape::from(dims))));
             }
             used.push(key);
-            to_dtype(&t, DType::F32)?.to_device(device)
+            to_dtype(t, DType::F32)?.to_device(device)
         };
         let input_bn = BatchNormState {
             running_mean: take("input_bn.running_mean".into(), &[in_channels])?,
@@ -499,7 +499,7 @@ impl DiffcClassifier {
             if t.numel() != 1 || t.dtype().is_float() {
                 return Err(bad(format!("`{key}` must be one integer, got {} {}", t.shape(), t.dtype())));
             }
-            num_batches_tracked = to_dtype(&t, DType::I64)?.to_vec::<i64>()?[0];
+            num_batches_tracked = to_dtype(t, DType::I64)?.to_vec::<i64>()?[0];
             used.push(key);
         }
         let mut extra: Vec<&String> = tensors.keys().filter(|k| !used.contains(k)).collect();

@@ -107,7 +107,7 @@ pub fn upsample_nearest(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor
 
 /// The i64 host copy of an index tensor, each value checked to lie in 0..limit.
 fn host_indices(op: &'static str, what: &str, idx: &Tensor, limit: usize, of: &Shape) -> Result<Vec<i64>> {
-    let host = to_dtype(&idx, DType::I64)?.to_vec::<i64>()?;
+    let host = to_dtype(idx, DType::I64)?.to_vec::<i64>()?;
     if let Some((pos, &bad)) = host.iter().enumerate().find(|(_, &v)| v < 0 || v as u64 >= limit as u64) {
         return Err(Error::op(op, format!("{what} {bad} at position {pos} of {} is out of range 0..{limit} for {of}", idx.shape())));
     }
@@ -125,7 +125,7 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     out.push(d);
     match table.device() {
         Device::Cpu => crate::cpu::layout::gather_rows(table, &host, out),
-        Device::Cuda(dev) => cuda::layout::gather_rows(&dev, table, &to_dtype(&ids, DType::I64)?, out),
+        Device::Cuda(dev) => cuda::layout::gather_rows(&dev, table, &to_dtype(ids, DType::I64)?, out),
     }
 }
 

@@ -7,7 +7,7 @@ const ALL: [DType; 5] = [DType::F32, DType::F16, DType::BF16, DType::I64, DType:
 /// x (CPU f32) as a CPU tensor of `dtype`: floats rounded, ints from x * 1000 truncated.
 fn as_dtype(x: &Tensor, dtype: DType) -> Tensor {
     if dtype.is_float() {
-        revelio::ops::to_dtype(&x, dtype).unwrap()
+        revelio::ops::to_dtype(x, dtype).unwrap()
     } else {
         let scaled: Vec<f32> = x.to_f32_vec().unwrap().iter().map(|v| v * 1000.0).collect();
         revelio::ops::to_dtype(&cpu(scaled, x.dims()), dtype).unwrap()
@@ -23,7 +23,7 @@ fn assert_same(what: &str, a: &Tensor, b: &Tensor) {
             panic!("{what}: element {p} is {}, expected {}", av[p], bv[p]);
         }
     } else {
-        let (av, bv) = (revelio::ops::to_dtype(&a, DType::I64).unwrap().to_vec::<i64>().unwrap(), revelio::ops::to_dtype(&b, DType::I64).unwrap().to_vec::<i64>().unwrap());
+        let (av, bv) = (revelio::ops::to_dtype(a, DType::I64).unwrap().to_vec::<i64>().unwrap(), revelio::ops::to_dtype(b, DType::I64).unwrap().to_vec::<i64>().unwrap());
         assert_eq!(av, bv, "{what}");
     }
 }

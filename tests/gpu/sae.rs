@@ -111,7 +111,7 @@ fn fused_encoder_picks_a_true_top_k() {
             let w16 = revelio::ops::to_dtype(&w_gpu, DType::BF16).unwrap();
             let code = ops::encode_topk(&gpu_c, &w_gpu, Some(&w16), &to_gpu(&b), k, relu).unwrap();
             // The reference: the same bf16 operands in f32 on the CPU.
-            let xc16 = revelio::ops::to_dtype(&gpu_c.xc16.as_ref().unwrap(), DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+            let xc16 = revelio::ops::to_dtype(gpu_c.xc16.as_ref().unwrap(), DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
             let w_r = round_through(&w, DType::BF16);
             let pre = ops::encode_dense(&xc16, &w_r, &b, relu).unwrap().to_f32_vec().unwrap();
             assert_valid_topk(&format!("encoder [{rows}, {d}] x [{d}, {n}] k {k} relu {relu}"), &code, &pre, n);

@@ -181,7 +181,7 @@ impl DiT {
     fn check_original_pos_embed(&self, weights: &Weights, source: &Path) -> Result<()> {
         let ours = self.pos_embed.trained_pos_embed();
         let theirs = weights.get_as(ORIGINAL_POS_EMBED, ours.dims(), DType::F32)?.to_f32_vec()?;
-        let ours = ops::to_dtype(&ours, DType::F32)?.to_f32_vec()?;
+        let ours = ops::to_dtype(ours, DType::F32)?.to_f32_vec()?;
         let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         // Both are f64 sin/cos in [-1, 1] rounded to f32, or to bf16 / f16 if the buffer was
         // stored so (at most 2^-9 apart); another grid differs by O(1).
@@ -269,7 +269,7 @@ impl DiT {
         let t = self.timesteps(timestep, b)?;
         let labels = self.labels(class_labels, b)?;
         let (h, w) = (hh / p, ww / p);
-        let x = ops::to_dtype(&hidden_states, self.dtype)?;
+        let x = ops::to_dtype(hidden_states, self.dtype)?;
 
         // 1. Input: patch embedding + position embedding, [B, T, D].
         let tokens = {
