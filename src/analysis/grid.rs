@@ -85,7 +85,7 @@ pub fn render(tiles: &[Tile], size: u32, cols: u32, out: &Path) -> Result<usize>
     let mut bytes = Vec::new();
     canvas
         .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| Error::Msg(format!("{}: cannot encode PNG: {e}", out.display())))?;
+        .map_err(|e| Error::Internal(format!("{}: cannot encode PNG: {e}", out.display())))?;
     write_atomic(out, &bytes)?;
     Ok(missing)
 }

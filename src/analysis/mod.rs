@@ -109,7 +109,7 @@ pub fn resolve_image(store: &FeatureStore, root: Option<&Path>, path: &str) -> P
 }
 
 fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
     write_atomic(path, text.as_bytes())
 }
 
@@ -127,12 +127,12 @@ fn heat_maps(sae: &Sae, src: Features, img: usize, latents: &[usize], rank_by: R
 pub fn analyze(sae: &Sae, src: Features, images: &[usize], kind: RowKind, opts: &AnalyzeOptions, out: &Path, meta: &report::ReportMeta) -> Result<AnalysisSummary> {
     let Features { store, layer, timestep } = src;
     if images.is_empty() {
-        return Err(Error::Config(format!("{}: no images to analyse (check --split)", store.dir().display())));
+        return Err(Error::BadOption(format!("{}: no images to analyse (check --split)", store.dir().display())));
     }
     let shape = store.feature_shape(layer, timestep)?;
     let d = if store.manifest().pooling()? == crate::features::Pooling::Tokens { shape.last().copied() } else { shape.first().copied() };
     if d != Some(sae.cfg.d_in) {
-        return Err(Error::Config(format!(
+        return Err(Error::BadInput(format!(
             "{}: features of `{layer}` at t{timestep} have per-image shape {shape:?}; this SAE takes d_in = {}",
             store.dir().display(),
             sae.cfg.d_in

@@ -34,7 +34,7 @@ const PAD: u32 = 10;
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
-        .map_err(|e| Error::Msg(format!("{}: PNG encoding failed: {e}", path.display())))?;
+        .map_err(|e| Error::Internal(format!("{}: PNG encoding failed: {e}", path.display())))?;
     write_atomic(path, &bytes)
 }
 
@@ -130,10 +130,10 @@ impl LinePlot {
     pub fn render(&self) -> Result<RgbImage> {
         let pts: Vec<(f64, f64)> = self.series.iter().flat_map(|s| s.points.iter().copied()).collect();
         if pts.is_empty() {
-            return Err(Error::Msg(format!("plot `{}`: no points to draw", self.title)));
+            return Err(Error::BadInput(format!("plot `{}`: no points to draw", self.title)));
         }
         if let Some(p) = pts.iter().find(|(x, y)| !x.is_finite() || !y.is_finite()) {
-            return Err(Error::Msg(format!("plot `{}`: point {p:?} is not finite", self.title)));
+            return Err(Error::BadInput(format!("plot `{}`: point {p:?} is not finite", self.title)));
         }
         // x: a linear axis, or the sorted distinct values at positions 0, 1, 2...
         let mut xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
@@ -178,7 +178,7 @@ impl LinePlot {
         let top = PAD + th + 2 * PAD;
         let bottom = 6 + PAD + th + PAD + th + PAD;
         if self.width < left + right + 40 || self.height < top + bottom + 40 {
-            return Err(Error::Msg(format!(
+            return Err(Error::Internal(format!(
                 "plot `{}`: {}x{} is too small for its labels (needs at least {}x{})",
                 self.title,
                 self.width,
@@ -304,7 +304,7 @@ impl HeatMap {
     pub fn render(&self) -> Result<RgbImage> {
         let rows = self.values.len();
         let cols = self.values.first().map_or(0, |r| r.len());
-        let bad = |m: String| Err(Error::Msg(format!("heat map `{}`: {m}", self.title)));
+        let bad = |m: String| Err(Error::BadInput(format!("heat map `{}`: {m}", self.title)));
         if rows == 0 || cols == 0 || self.values.iter().any(|r| r.len() != cols) {
             return bad(format!("values must be a non-empty rectangle, got {rows} rows"));
         }

@@ -143,7 +143,7 @@ pub fn round_through(t: &Tensor, dtype: DType) -> Tensor {
     if !t.dtype().is_float() || dtype == DType::F32 {
         return t.clone();
     }
-    t.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap()
+    revelio::ops::to_dtype(&revelio::ops::to_dtype(t, dtype).unwrap(), DType::F32).unwrap()
 }
 
 /// Runs `f` on the CPU (f32, inputs rounded through `dtype`) and on CUDA (float inputs stored
@@ -162,7 +162,7 @@ pub fn check_cuda_vs_cpu(
     let on_gpu: Vec<Tensor> = rounded
         .iter()
         .map(|t| {
-            let t = if t.dtype().is_float() { t.to_dtype(dtype).unwrap() } else { t.clone() };
+            let t = if t.dtype().is_float() { revelio::ops::to_dtype(t, dtype).unwrap() } else { t.clone() };
             t.to_device(&dev).unwrap()
         })
         .collect();

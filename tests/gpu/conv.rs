@@ -157,7 +157,7 @@ fn conv2d_backward_is_deterministic() {
     let dy = randn(&[2, 96, 32, 32], 3);
     let p = Conv2dParams::new(1, 1);
     for dtype in DType::FLOATS {
-        let on = |t: &revelio::Tensor| t.to_dtype(dtype).unwrap().to_device(&dev).unwrap();
+        let on = |t: &revelio::Tensor| revelio::ops::to_dtype(t, dtype).unwrap().to_device(&dev).unwrap();
         let (dy, x, w) = (on(&dy), on(&x), on(&w));
         let a = conv2d_backward(&dy, &x, &w, &p, true, true).unwrap();
         let b = conv2d_backward(&dy, &x, &w, &p, true, true).unwrap();

@@ -74,7 +74,7 @@ fn train_step_matches_cpu() {
             let x = round_through(&revelio::ops::affine(&randn(&[b, cin, h, w], 2100 + i as u64), 3.0, 0.7).unwrap(), dtype);
             let labels = Tensor::from_vec((0..b as i64).map(|j| (j * 11 + 3) % 37).collect::<Vec<i64>>(), [b], &Device::Cpu).unwrap();
             let want = train_step(&cfg, &x, &labels);
-            let got = train_step(&cfg, &x.to_dtype(dtype).unwrap().to_device(&dev).unwrap(), &labels.to_device(&dev).unwrap());
+            let got = train_step(&cfg, &revelio::ops::to_dtype(&x, dtype).unwrap().to_device(&dev).unwrap(), &labels.to_device(&dev).unwrap());
             for ((name, gradient, a), (_, _, e)) in got.iter().zip(&want) {
                 assert!(a.device().is_cuda(), "{name} is not on the GPU");
                 let what = format!("diffc train step Cin {cin} widths {widths:?} x [{b}, {cin}, {h}, {w}] ({dtype}) {name}");

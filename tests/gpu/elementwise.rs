@@ -51,8 +51,8 @@ fn geglu_binary_affine_cast() {
     let x = randn(&[3, 1001], 9);
     for from in DType::FLOATS {
         for to in DType::FLOATS {
-            let want = x.to_dtype(from).unwrap().to_dtype(to).unwrap();
-            let got = x.to_dtype(from).unwrap().to_device(&dev).unwrap().to_dtype(to).unwrap();
+            let want = revelio::ops::to_dtype(&revelio::ops::to_dtype(&x, from).unwrap(), to).unwrap();
+            let got = revelio::ops::to_dtype(&revelio::ops::to_dtype(&x, from).unwrap().to_device(&dev).unwrap(), to).unwrap();
             assert_eq!(got.dtype(), to);
             assert_tensor_close(&format!("cast {from}->{to}"), &got, &want, 0.0);
         }

@@ -7,10 +7,10 @@ const ALL: [DType; 5] = [DType::F32, DType::F16, DType::BF16, DType::I64, DType:
 /// x (CPU f32) as a CPU tensor of `dtype`: floats rounded, ints from x * 1000 truncated.
 fn as_dtype(x: &Tensor, dtype: DType) -> Tensor {
     if dtype.is_float() {
-        x.to_dtype(dtype).unwrap()
+        revelio::ops::to_dtype(x, dtype).unwrap()
     } else {
         let scaled: Vec<f32> = x.to_f32_vec().unwrap().iter().map(|v| v * 1000.0).collect();
-        cpu(scaled, x.dims()).to_dtype(dtype).unwrap()
+        revelio::ops::to_dtype(&cpu(scaled, x.dims()), dtype).unwrap()
     }
 }
 
@@ -23,7 +23,7 @@ fn assert_same(what: &str, a: &Tensor, b: &Tensor) {
             panic!("{what}: element {p} is {}, expected {}", av[p], bv[p]);
         }
     } else {
-        let (av, bv) = (a.to_dtype(DType::I64).unwrap().to_vec::<i64>().unwrap(), b.to_dtype(DType::I64).unwrap().to_vec::<i64>().unwrap());
+        let (av, bv) = (revelio::ops::to_dtype(a, DType::I64).unwrap().to_vec::<i64>().unwrap(), revelio::ops::to_dtype(b, DType::I64).unwrap().to_vec::<i64>().unwrap());
         assert_eq!(av, bv, "{what}");
     }
 }
@@ -71,7 +71,7 @@ fn permute_every_perm_and_dtype() {
     // Attention's head split [B, L, H, D] -> [B, H, L, D] at SD sizes.
     let heads = randn(sized(&[2, 4096, 8, 40], &[2, 256, 8, 40]), 3);
     for dtype in DType::FLOATS {
-        check_exact(&format!("heads {dtype}"), &[heads.to_dtype(dtype).unwrap()], |t| layout::permute(&t[0], &[0, 2, 1, 3]));
+        check_exact(&format!("heads {dtype}"), &[revelio::ops::to_dtype(&heads, dtype).unwrap()], |t| layout::permute(&t[0], &[0, 2, 1, 3]));
     }
 }
 
@@ -122,7 +122,7 @@ fn cat_and_narrow() {
 fn upsample_embedding_and_gather() {
     for dtype in DType::FLOATS {
         for (i, shape) in [sized([2usize, 1280, 16, 16], [1, 1280, 8, 8]), [1, 3, 5, 7], sized([2, 640, 32, 32], [1, 64, 32, 32])].iter().enumerate() {
-            let x = randn(shape, 20 + i as u64).to_dtype(dtype).unwrap();
+            let x = revelio::ops::to_dtype(&randn(shape, 20 + i as u64), dtype).unwrap();
             check_exact(&format!("upsample {shape:?} {dtype}"), std::slice::from_ref(&x), |t| layout::upsample_nearest2x(&t[0]));
             // to any size: the U-Net's odd latent sizes (a 13x11 skip from 7x6), a shrink,
             // 2x through the generic kernel, SD 1.5's 64x64 level at 512 px
@@ -133,11 +133,11 @@ fn upsample_embedding_and_gather() {
         }
         // CLIP's token embedding: ids [2, 77] into [49408, 768].
         let vocab = sized(49408, 4096);
-        let table = uniform(&[vocab, 768], -1.0, 1.0, 30).to_dtype(dtype).unwrap();
+        let table = revelio::ops::to_dtype(&uniform(&[vocab, 768], -1.0, 1.0, 30), dtype).unwrap();
         let ids: Vec<i64> = (0..154).map(|i| (i * 7919 + 13) % vocab as i64).collect();
         let ids = Tensor::from_vec(ids, [2, 77], &Device::Cpu).unwrap();
         for id_dtype in [DType::I64, DType::I32] {
-            let ids = ids.to_dtype(id_dtype).unwrap();
+            let ids = revelio::ops::to_dtype(&ids, id_dtype).unwrap();
             check_exact(&format!("embedding {dtype} ids {id_dtype}"), &[ids, table.clone()], |t| layout::embedding(&t[0], &t[1]));
         }
     }

@@ -48,7 +48,7 @@ fn group_norm_silu_matches_cpu() {
 fn group_norm_is_deterministic() {
     let dev = cuda();
     for (dims, groups) in [(sized(&[2usize, 320, 64, 64][..], &[2, 320, 16, 16]), 32), (&[1, 128, 256, 256], 32)] {
-        let x = randn(dims, 7).to_dtype(DType::BF16).unwrap().to_device(&dev).unwrap();
+        let x = revelio::ops::to_dtype(&randn(dims, 7), DType::BF16).unwrap().to_device(&dev).unwrap();
         let bits = || -> Vec<u16> {
             let y = group_norm(&x, groups, None, None, 1e-5, true).unwrap();
             y.to_vec::<half::bf16>().unwrap().iter().map(|v| v.to_bits()).collect()
@@ -100,7 +100,7 @@ fn batch_norm_train_eval_backward_match_cpu() {
                 randn(dims, s + 5),
             ];
             check_cuda_vs_cpu(&format!("batch_norm {dims:?}"), dtype, &inputs, None, |t| {
-                let mut st = BatchNormState { running_mean: t[3].to_dtype(DType::F32)?, running_var: t[4].to_dtype(DType::F32)? };
+                let mut st = BatchNormState { running_mean: revelio::ops::to_dtype(&t[3], DType::F32)?, running_var: revelio::ops::to_dtype(&t[4], DType::F32)? };
                 let (y, cache) = batch_norm_train(&t[0], Some(&t[1]), Some(&t[2]), Some(&mut st), 0.1, 1e-5)?;
                 let eval = batch_norm_eval(&t[0], Some(&t[1]), Some(&t[2]), &st, 1e-5)?;
                 let g = batch_norm_backward(&t[5], &t[0], &cache, Some(&t[1]))?;

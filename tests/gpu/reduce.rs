@@ -5,7 +5,7 @@ use revelio::{DType, Tensor};
 /// `t` on the GPU as `dtype` (rounded through it), and the CPU f32 copy of the same values.
 fn pair(t: &Tensor, dtype: DType) -> (Tensor, Tensor) {
     let r = round_through(t, dtype);
-    (r.to_dtype(dtype).unwrap().to_device(&cuda()).unwrap(), r)
+    (revelio::ops::to_dtype(&r, dtype).unwrap().to_device(&cuda()).unwrap(), r)
 }
 
 #[test]
