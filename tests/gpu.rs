@@ -57,3 +57,6 @@ mod diffc;
 
 #[path = "gpu/sae.rs"]
 mod sae;
+
+#[path = "gpu/cli.rs"]
+mod cli;
