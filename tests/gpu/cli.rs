@@ -70,7 +70,7 @@ fn forward_matches(what: &str, model: &Path, inputs: &Path, extra: &[&str], dir:
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn forward_on_cuda_matches_the_cpu() {
     let dir = tmp("forward");
     forward_matches("unet-sd1", &fixtures("unet/sd1"), &fixtures("unet/sd1.safetensors"), &["--taps", "mid,up.1,mid_block.attentions.0:delta"], &dir);
@@ -95,7 +95,7 @@ fn forward_on_cuda_matches_the_cpu() {
 /// simulated device, FVU 1.1477 against 1.1474 and dead 0.586 against 0.578); each Diff-C
 /// accuracy within two test images.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn demo_on_cuda_agrees_with_the_cpu() {
     let dir = tmp("demo");
     let (cpu, gpu) = (dir.join("cpu"), dir.join("cuda"));
@@ -147,7 +147,7 @@ fn image_folder(dir: &Path) -> PathBuf {
 /// 1e-5 relative. Epoch 2's comes after one AdamW step, which turns the kernels' rounding in
 /// near-zero gradient coordinates into full-size steps: within 1e-2. Test accuracy is equal.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn online_diffc_on_cuda_matches_the_cpu() {
     let dir = tmp("online");
     let data = image_folder(&dir);

@@ -7,7 +7,7 @@ fn shapes() -> [&'static [usize]; 4] {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn activations_forward_and_backward() {
     for dtype in DType::FLOATS {
         for (i, shape) in shapes().iter().enumerate() {
@@ -26,7 +26,7 @@ fn activations_forward_and_backward() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn geglu_binary_affine_cast() {
     for dtype in DType::FLOATS {
         let x = randn(sized(&[2, 4096, 2 * 1280], &[2, 64, 2 * 1280]), 1);
