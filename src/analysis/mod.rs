@@ -1,12 +1,11 @@
-//! Analysis outputs. Figures: line plots and heat maps drawn with a small embedded bitmap font
-//! ([`plot`], [`font`]). Interpreting a trained SAE on a labelled feature store: each latent's top-activating images
+//! Analysis outputs. Figures: line plots, histograms and heat maps drawn with plotters as SVG
+//! and PNG ([`plot`]). Interpreting a trained SAE on a labelled feature store: each latent's top-activating images
 //! ([`top`]), Revelio's sigma_label and label purity ([`sigma`]), PNG grids of the top images
 //! with heat maps for per-position features ([`grid`]), and one HTML page ([`report`]).
 //! `analyze` runs them all and writes, into the report folder: `index.html`, `grids/*.png`,
 //! `average_stds.json` (Revelio's file: N -> mean sigma), `sigma.json` (with purity) and
 //! `latents.json` (every listed latent's statistics and top images).
 
-pub mod font;
 pub mod grid;
 pub mod plot;
 pub mod report;

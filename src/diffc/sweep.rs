@@ -5,7 +5,7 @@
 
 use super::data::StoreSource;
 use super::train::{train, ModelOptions, TrainConfig, TrainSummary};
-use crate::analysis::plot::{LinePlot, Series};
+use crate::analysis::plot::{Figure, LinePlot, Series};
 use crate::features::FeatureStore;
 use crate::io::write_atomic;
 use crate::tensor::Device;
