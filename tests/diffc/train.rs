@@ -265,6 +265,13 @@ fn store_training_and_sweep_write_table_and_plot() {
     assert_eq!(json.len(), 4);
     let png = image::open(dir.join("out/sweep.png")).unwrap();
     assert_eq!((png.width(), png.height()), (900, 560));
+    // The page: the plot inline, a linked table row per run, the stylesheet beside it.
+    let page = std::fs::read_to_string(dir.join("out/index.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("href=\"sweep.png\""));
+    for r in &rows {
+        assert!(page.contains(&format!("<a href=\"{}/\">{}</a>", r.run, r.layer)), "{page}");
+    }
+    assert!(dir.join("out/assets/style.css").is_file());
     // Rerunning skips the finished runs and gives the same table.
     let again = sweep(&store, &layers, &[0, 25], ("train", "test"), &opts, &cfg, &dir.join("out"), &Device::Cpu).unwrap();
     assert_eq!(again, rows);
