@@ -7,7 +7,7 @@
 
 use crate::features::image::RgbImage as Decoded;
 use crate::features::{dataset, FeatureStore};
-use crate::io::write_atomic;
+use crate::io::write_atomic_unsynced;
 use crate::{Error, Result};
 use image::codecs::jpeg::JpegEncoder;
 use image::{imageops, Rgb, RgbImage};
@@ -90,7 +90,7 @@ fn decode(bytes: &[u8], path: &str) -> Result<RgbImage> {
 fn jpeg(img: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     JpegEncoder::new_with_quality(&mut bytes, QUALITY).encode_image(img).map_err(|e| Error::Msg(format!("{}: JPEG encoding failed: {e}", path.display())))?;
-    write_atomic(path, &bytes)
+    write_atomic_unsynced(path, &bytes)
 }
 
 /// Writes the thumbnails of `images` into `dir/thumbs/`, `size` px square; keeps those in

@@ -21,7 +21,7 @@ use super::plot::{Figure, Histogram};
 use super::sigma::TopNAverage;
 use super::thumbs::{thumb_path, Missing};
 use super::LatentRow;
-use crate::io::write_atomic;
+use crate::io::{write_atomic, write_atomic_unsynced};
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -76,15 +76,20 @@ pub fn label_name(meta: &ReportMeta, label: i64) -> String {
 }
 
 /// `const NAME = value;` or `call(value);` as a script file.
-fn write_script(path: &Path, prefix: &str, v: &impl Serialize, suffix: &str) -> Result<()> {
+fn script(path: &Path, prefix: &str, v: &impl Serialize, suffix: &str) -> Result<Vec<u8>> {
     let body = serde_json::to_string(v).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-    write_atomic(path, format!("{prefix}{body}{suffix}\n").as_bytes())
+    Ok(format!("{prefix}{body}{suffix}\n").into_bytes())
 }
 
-/// A JSON number, or null when not finite.
+fn write_script(path: &Path, prefix: &str, v: &impl Serialize, suffix: &str) -> Result<()> {
+    write_atomic(path, &script(path, prefix, v, suffix)?)
+}
+
+/// A JSON number to 4 significant digits (what the pages show, and a third of the bytes), or
+/// null when not finite.
 fn finite(v: f64) -> Value {
     if v.is_finite() {
-        json!(v)
+        json!(format!("{v:.3e}").parse::<f64>().unwrap_or(v))
     } else {
         Value::Null
     }
@@ -131,7 +136,8 @@ impl Explorer<'_> {
         let missing: HashSet<usize> = self.missing.iter().map(|m| m.image).collect();
         for (rank, r) in self.rows.iter().enumerate() {
             if self.pages[r.id] {
-                write_script(&dir.join(format!("data/latents/{:06}.js", r.id)), "revelioLatent(", &self.latent_json(rank, r, &position, &missing), ");")?;
+                let path = dir.join(format!("data/latents/{:06}.js", r.id));
+                write_atomic_unsynced(&path, &script(&path, "revelioLatent(", &self.latent_json(rank, r, &position, &missing), ");")?)?;
             }
         }
         let figures = self.figures(dir)?;
@@ -169,7 +175,7 @@ impl Explorer<'_> {
                     r.id,
                     rank + 1,
                     r.count,
-                    r.frequency,
+                    finite(r.frequency),
                     finite(r.mean_act as f64),
                     finite(r.sigma as f64),
                     finite(r.majority),
@@ -203,7 +209,7 @@ impl Explorer<'_> {
                 json!({
                     "image": t.image,
                     "thumb": thumb_path(t.image),
-                    "activation": t.activation,
+                    "activation": finite(t.activation as f64),
                     "label": label_name(self.meta, t.label),
                     "missing": missing.contains(&t.image),
                     "map": map,
@@ -212,14 +218,14 @@ impl Explorer<'_> {
             .collect();
         let neighbours: Vec<Value> = self.neighbours[r.id]
             .iter()
-            .map(|&(j, c)| json!({"id": j, "cosine": c, "label": self.class_of(&self.rows[position[j]]), "page": self.pages[j]}))
+            .map(|&(j, c)| json!({"id": j, "cosine": finite(c as f64), "label": self.class_of(&self.rows[position[j]]), "page": self.pages[j]}))
             .collect();
         let h = &self.hist[r.id];
         json!({
             "id": r.id,
             "rank": rank + 1,
             "count": r.count,
-            "frequency": r.frequency,
+            "frequency": finite(r.frequency),
             "mean_act": finite(r.mean_act as f64),
             "sigma": finite(r.sigma as f64),
             "majority": finite(r.majority),
