@@ -1,8 +1,9 @@
-//! The feature explorer in a real browser: the tiny demo's report (and two made from bad input)
-//! opened in headless Chromium, its scripts run, and the resulting DOM checked: every image
-//! loaded, the search finds a latent by label and by id, sorting reorders the rows, a latent's
-//! page shows its heat maps, histogram, class bars and nearest latents; an unknown latent, moved
-//! images and an empty split give pages that say so.
+//! The feature explorer in a real browser: the tiny demo's report (and two made from bad input:
+//! images moved away with a latent that does not exist asked for, and an empty split) checked as
+//! files, then opened in headless Chromium, its scripts run, and the resulting DOM checked: every
+//! image loaded, the search finds a latent by label and by id, sorting reorders the rows, a
+//! latent's page shows its heat maps, histogram, class bars and nearest latents; an unknown
+//! latent, moved images and an empty split give pages that say so.
 //!
 //! Chromium is driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON
 //! messages ending in NUL, commands on fd 3, replies on fd 4), so the test needs no websocket
@@ -153,18 +154,44 @@ fn url(dir: &Path, page: &str) -> String {
     format!("file://{}/{page}", dir.canonicalize().unwrap().display())
 }
 
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[test]
 fn the_explorer_works_in_a_browser() {
-    let Some(exe) = browser() else {
-        assert!(std::env::var_os("REVELIO_REQUIRE_BROWSER").is_none(), "REVELIO_REQUIRE_BROWSER is set but no Chromium was found");
-        eprintln!("SKIPPED: no Chromium found (set REVELIO_CHROMIUM, or install Debian's `chromium`); the explorer was not tested in a browser");
-        return;
-    };
     let dir = std::env::temp_dir().join(format!("revelio-test-explorer-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let demo = dir.join("demo");
     run(&["demo", "--size", "tiny", "--device", "cpu", "--out", demo.to_str().unwrap()]);
     let report = demo.join("report");
+    assert_eq!(std::fs::read_dir(report.join("data/latents")).unwrap().count(), 128, "a page per latent");
+    let sae = demo.join("sae");
+    let sae = sae.to_str().unwrap();
+
+    // Bad input, as files: images moved away and a latent that does not exist; a split with no
+    // images. Each report is written, and says what is wrong.
+    std::fs::rename(demo.join("data"), dir.join("moved")).unwrap();
+    let moved = demo.join("moved-report");
+    let first = read(&report.join("latents.json"));
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let moved_id = first[0]["id"].as_u64().unwrap();
+    let stderr = run(&["sae", "analyze", "--sae", sae, "--latents", &format!("{moved_id},99999"), "--device", "cpu", "--out", moved.to_str().unwrap()]);
+    assert!(stderr.contains("99999 is not a latent of this SAE") && stderr.contains("could not be read"), "{stderr}");
+    assert!(read(&moved.join("data/meta.js")).contains("could not be read"));
+    assert!(read(&moved.join(format!("data/latents/{moved_id:06}.js"))).contains("\"missing\":true"));
+    assert_eq!(std::fs::read_dir(moved.join("data/latents")).unwrap().count(), 1, "--latents: one page");
+    let empty = demo.join("empty-report");
+    let stderr = run(&["sae", "analyze", "--sae", sae, "--split", "validation", "--device", "cpu", "--out", empty.to_str().unwrap()]);
+    assert!(stderr.contains("split `validation` has no images") && stderr.contains("`train` 54"), "{stderr}");
+    assert!(read(&empty.join("index.html")).contains("split `validation` has no images"));
+
+    let Some(exe) = browser() else {
+        assert!(std::env::var_os("REVELIO_REQUIRE_BROWSER").is_none(), "REVELIO_REQUIRE_BROWSER is set but no Chromium was found");
+        eprintln!("SKIPPED: no Chromium found (set REVELIO_CHROMIUM, or install Debian's `chromium`); the explorer was checked as files, not in a browser");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
     let mut b = Browser::launch(&exe, dir.join("profile"));
 
     // The index: every thumbnail and figure loads; 50 rows of the 128 latents.
@@ -234,22 +261,15 @@ fn the_explorer_works_in_a_browser() {
     let status = b.eval(&when("document.getElementById('status')", "document.getElementById('status').textContent"));
     assert!(status.as_str().unwrap().contains("not a latent of this SAE"), "{status}");
 
-    // Images moved away, pages asked for a latent that does not exist: placeholders that load,
-    // notes that name the problem.
-    std::fs::rename(demo.join("data"), dir.join("moved")).unwrap();
-    let moved = demo.join("moved-report");
-    let stderr = run(&["sae", "analyze", "--sae", demo.join("sae").to_str().unwrap(), "--latents", &format!("{id},99999"), "--device", "cpu", "--out", moved.to_str().unwrap()]);
-    assert!(stderr.contains("99999 is not a latent") && stderr.contains("could not be read"), "{stderr}");
+    // The moved images' report: placeholders that load, a note that names the problem.
     b.open(&url(&moved, "index.html"));
     let index = b.eval(&when(IMAGES_DONE, &format!("[{IMAGES}, [...document.querySelectorAll('p.note')].map(p => p.textContent).join(' ')]")));
     assert!(index[0][1] == 0 && index[1].as_str().unwrap().contains("could not be read"), "{index}");
-    b.open(&url(&moved, &format!("latent.html#{id}")));
+    b.open(&url(&moved, &format!("latent.html#{moved_id}")));
     let page = b.eval(&when(&format!("document.getElementById('tiles') && {IMAGES_DONE}"), &format!("[{IMAGES}, document.querySelectorAll('.tile.missing').length]")));
     assert!(page[0][1] == 0 && page[1].as_u64().unwrap() >= 10, "{page}");
 
-    // A split with no images: a report that opens and says why it is empty.
-    let empty = demo.join("empty-report");
-    run(&["sae", "analyze", "--sae", demo.join("sae").to_str().unwrap(), "--split", "validation", "--device", "cpu", "--out", empty.to_str().unwrap()]);
+    // The empty split's report opens and says why it is empty.
     b.open(&url(&empty, "index.html"));
     let note = b.eval(&when("document.querySelector('p.note')", "document.querySelector('p.note').textContent"));
     assert!(note.as_str().unwrap().contains("split `validation` has no images"), "{note}");

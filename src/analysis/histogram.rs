@@ -1,7 +1,8 @@
 //! A latent's activation histogram over a dataset, built in one streaming pass without knowing
-//! the largest activation in advance: BINS equal bins over (0, R], R a power of two that
-//! doubles (merging neighbouring bins pairwise, which is exact) whenever a larger value comes.
-//! At the end R is below twice the maximum, so at least half the bins are in use.
+//! the largest activation in advance: BINS equal bins (lo, hi] over (0, R], R a power of two
+//! that doubles (merging neighbouring bins pairwise, which is exact for bins closed on the
+//! right) whenever a larger value comes. At the end R is below twice the maximum, so at least
+//! half the bins are in use.
 
 use serde::Serialize;
 
@@ -42,7 +43,8 @@ impl Histogram {
             self.counts[BINS / 2..].fill(0);
             self.range *= 2.0;
         }
-        let bin = ((v / self.range * BINS as f32) as usize).min(BINS - 1);
+        // Bin i holds (i R / BINS, (i + 1) R / BINS].
+        let bin = ((v / self.range * BINS as f32).ceil() as usize).clamp(1, BINS) - 1;
         self.counts[bin] += 1;
     }
 }
@@ -54,17 +56,18 @@ mod tests {
     #[test]
     fn doubling_keeps_every_count_in_the_right_bin() {
         let mut h = Histogram::default();
-        for v in [0.0, -1.0, 0.3, 0.5, 1.5, 3.9, f32::NAN] {
+        for v in [0.3, 0.0, -1.0, 0.5, 1.5, 3.9, f32::NAN] {
             h.add(v);
         }
-        // Range 4: bins of 1/8; 0.3 -> 2, 0.5 -> 4, 1.5 -> 12, 3.9 -> 31.
+        // Range 0.5, then 1, 2, 4; bins of 1/8 at 4: 0.3 -> 2, 0.5 -> 3 (its right edge), 1.5
+        // -> 11, 3.9 -> 31, as if added at range 4 directly.
         assert_eq!(h.range, 4.0);
         assert_eq!(h.counts.iter().sum::<u32>(), 4);
-        assert_eq!((h.counts[2], h.counts[4], h.counts[12], h.counts[31]), (1, 1, 1, 1));
-        // Growing to 8 merges pairs: 0.3 and 0.5 -> bins 1 and 2, 1.5 -> 6, 3.9 -> 15, 7 -> 28.
+        assert_eq!((h.counts[2], h.counts[3], h.counts[11], h.counts[31]), (1, 1, 1, 1));
+        // Growing to 8 merges pairs: 0.3 and 0.5 -> bin 1, 1.5 -> 5, 3.9 -> 15; 7 -> 27.
         h.add(7.0);
         assert_eq!(h.range, 8.0);
-        assert_eq!((h.counts[1], h.counts[2], h.counts[6], h.counts[15], h.counts[28]), (1, 1, 1, 1, 1));
+        assert_eq!((h.counts[1], h.counts[5], h.counts[15], h.counts[27]), (2, 1, 1, 1));
         let mut exact = Histogram::default();
         exact.add(2.0);
         assert_eq!((exact.range, exact.counts[BINS - 1]), (2.0, 1));
