@@ -10,6 +10,7 @@
 
 use super::top::{position_activations, RankBy};
 use super::Features;
+use crate::features::Pooling;
 use crate::sae::data::{self, RowKind};
 use crate::sae::Sae;
 use crate::Result;
@@ -56,6 +57,9 @@ impl DenseWeights {
 /// keeps no positions.
 pub fn maps(sae: &Sae, src: Features, wanted: &BTreeMap<usize, Vec<usize>>, rank_by: RankBy, chunk: usize) -> Result<Option<Maps>> {
     let Some(&first) = wanted.keys().next() else { return Ok(None) };
+    if src.store.manifest().pooling()? == Pooling::Mean {
+        return Ok(None);
+    }
     let probe = data::from_store(src.store, src.layer, src.timestep, &[first], RowKind::Position, &sae.device())?;
     let Some(hw) = probe.map_hw else { return Ok(None) };
     let p = hw.0 * hw.1;
