@@ -16,9 +16,9 @@ fn main() {
         let causal = s["causal"].as_bool().unwrap();
         let name = s["name"].as_str().unwrap();
         let dev = &args.device;
-        let q = Tensor::randn([batch, nq, heads, d], 1, dev).unwrap().to_dtype(args.dtype).unwrap();
-        let k = Tensor::randn([batch, nk, heads, d], 2, dev).unwrap().to_dtype(args.dtype).unwrap();
-        let v = Tensor::randn([batch, nk, heads, d], 3, dev).unwrap().to_dtype(args.dtype).unwrap();
+        let q = revelio::ops::to_dtype(&Tensor::randn([batch, nq, heads, d], 1, dev).unwrap(), args.dtype).unwrap();
+        let k = revelio::ops::to_dtype(&Tensor::randn([batch, nk, heads, d], 2, dev).unwrap(), args.dtype).unwrap();
+        let v = revelio::ops::to_dtype(&Tensor::randn([batch, nk, heads, d], 3, dev).unwrap(), args.dtype).unwrap();
         let scale = 1.0 / (d as f32).sqrt();
         let stats = time(dev, args.iters, || attention(&q, &k, &v, scale, causal));
         let flops = 4.0 * (batch * heads * nq * nk * d) as f64;

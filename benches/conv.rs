@@ -15,9 +15,9 @@ fn main() {
         let (cin, cout, h, w, k, stride, pad) = (g("cin"), g("cout"), g("h"), g("w"), g("k"), g("stride"), g("pad"));
         let name = s["name"].as_str().unwrap();
         let dev = &args.device;
-        let x = Tensor::randn([batch, cin, h, w], 1, dev).unwrap().to_dtype(args.dtype).unwrap();
-        let wt = Tensor::randn([cout, cin, k, k], 2, dev).unwrap().to_dtype(args.dtype).unwrap();
-        let b = Tensor::randn([cout], 3, dev).unwrap().to_dtype(args.dtype).unwrap();
+        let x = revelio::ops::to_dtype(&Tensor::randn([batch, cin, h, w], 1, dev).unwrap(), args.dtype).unwrap();
+        let wt = revelio::ops::to_dtype(&Tensor::randn([cout, cin, k, k], 2, dev).unwrap(), args.dtype).unwrap();
+        let b = revelio::ops::to_dtype(&Tensor::randn([cout], 3, dev).unwrap(), args.dtype).unwrap();
         let p = Conv2dParams::new(stride, pad);
         let (oh, ow) = p.out_hw(h, w, k, k).unwrap();
         let stats = time(dev, args.iters, || conv2d(&x, &wt, Some(&b), &p));

@@ -17,9 +17,9 @@ fn main() {
         let silu = s["silu"].as_bool().unwrap();
         let name = s["name"].as_str().unwrap();
         let dev = &args.device;
-        let x = Tensor::randn([batch, c, h, w], 1, dev).unwrap().to_dtype(args.dtype).unwrap();
-        let gamma = Tensor::randn([c], 2, dev).unwrap().to_dtype(args.dtype).unwrap();
-        let beta = Tensor::randn([c], 3, dev).unwrap().to_dtype(args.dtype).unwrap();
+        let x = revelio::ops::to_dtype(&Tensor::randn([batch, c, h, w], 1, dev).unwrap(), args.dtype).unwrap();
+        let gamma = revelio::ops::to_dtype(&Tensor::randn([c], 2, dev).unwrap(), args.dtype).unwrap();
+        let beta = revelio::ops::to_dtype(&Tensor::randn([c], 3, dev).unwrap(), args.dtype).unwrap();
         let stats = time(dev, args.iters, || group_norm(&x, groups, Some(&gamma), Some(&beta), 1e-5, silu));
         let bytes = (2 * batch * c * h * w * args.dtype.size_in_bytes()) as f64;
         rows.push(Row::new("group_norm", name, stats, 0.0, bytes, &ceil, torch_ms(&args, "group_norm", name)));

@@ -15,9 +15,10 @@
 mod common;
 
 use common::*;
+use revelio::ops;
 use revelio::ops::optim::{AdamConfig, AdamScalars};
 use revelio::sae::train::{train_step, TrainConfig, TrainState};
-use revelio::sae::{ops, Init, Sae, SaeConfig};
+use revelio::sae::{Init, Sae, SaeConfig};
 use revelio::{DType, Tensor};
 
 /// (d, n, k, batch) on a GPU.
@@ -63,16 +64,16 @@ fn main() {
         let p = st.sae.params.clone();
         let w16 = st.sae.w_enc16.clone();
         let enc = time(&dev, args.iters, || {
-            let c = ops::center(&xs, &p.b_dec)?;
-            Ok(ops::encode_topk(&c, &p.w_enc, w16.as_ref(), &p.b_enc, k, false)?.vals)
+            let c = ops::sae::center(&xs, &p.b_dec)?;
+            Ok(ops::sae::encode_topk(&c, &p.w_enc, w16.as_ref(), &p.b_enc, k, false)?.vals)
         });
         rows.push(Row::new("sae_encode", &nm, enc, flops, (b * d * 2 + d * n * 2 + b * k * 8) as f64, &ceil, None));
         let fwd = st.sae.forward(&xs).unwrap();
-        let dec = time(&dev, args.iters, || Ok(ops::decode(&xs, Some(&p.b_dec), &fwd.code, &p.w_dec)?.resid));
+        let dec = time(&dev, args.iters, || Ok(ops::sae::decode(&xs, Some(&p.b_dec), &fwd.code, &p.w_dec)?.resid));
         rows.push(Row::new("sae_decode", &nm, dec, 4.0 * (b * k * d) as f64, (b * k * d * 4 + b * d * 8) as f64, &ceil, None));
-        let (r_sum, _) = ops::col_stats(&fwd.decoded.resid).unwrap();
+        let (r_sum, _) = ops::sae::col_stats(&fwd.decoded.resid).unwrap();
         let back = time(&dev, args.iters, || {
-            let g = ops::sparse_backward(&ops::SparseBackward {
+            let g = ops::sae::sparse_backward(&ops::sae::SparseBackward {
                 xc: &fwd.centered.xc,
                 w_enc: &p.w_enc,
                 w_dec: &p.w_dec,
@@ -87,19 +88,18 @@ fn main() {
             Ok(g.w_enc)
         });
         rows.push(Row::new("sae_backward", &nm, back, 4.0 * (b * k * d) as f64, 2.0 * elems * 4.0 + elems * 4.0, &ceil, None));
-        let g = ops::Grads {
+        let g = ops::sae::Grads {
             w_enc: Tensor::zeros([d, n], DType::F32, &dev).unwrap(),
             b_enc: Tensor::zeros([n], DType::F32, &dev).unwrap(),
             w_dec: Tensor::zeros([n, d], DType::F32, &dev).unwrap(),
             b_dec: Tensor::zeros([d], DType::F32, &dev).unwrap(),
         };
-        let mut q = p.clone();
-        let mut w16m = st.sae.w_enc16.clone();
+        let mut q = st.sae.clone();
         let (mut m, mut v) = (st.m.clone(), st.v.clone());
         let s = AdamScalars::new(&AdamConfig::adam(4e-4), 10);
         let adam = time(&dev, args.iters, || {
-            ops::adam_step(&mut q, w16m.as_mut(), &g, &mut m, &mut v, &s)?;
-            Ok(q.b_dec.clone())
+            q.adam_step(&g, &mut m, &mut v, &s)?;
+            Ok(q.params.b_dec.clone())
         });
         rows.push(Row::new("sae_adam", &nm, adam, 0.0, elems * (30.0 + 28.0), &ceil, None));
     }

@@ -70,12 +70,12 @@ impl Ceilings {
 
 pub fn measure_ceilings(device: &Device, dtype: DType) -> Result<Ceilings> {
     let n = if device.is_cpu() { 1024 } else { 8192 };
-    let a = Tensor::randn([n, n], 1, device)?.to_dtype(dtype)?;
-    let b = Tensor::randn([n, n], 2, device)?.to_dtype(dtype)?;
+    let a = ops::to_dtype(&Tensor::randn([n, n], 1, device)?, dtype)?;
+    let b = ops::to_dtype(&Tensor::randn([n, n], 2, device)?, dtype)?;
     let t = time(device, 2, 10, || ops::gemm::matmul(&a, &b))?;
     let matrix_tflops = 2.0 * (n as f64).powi(3) / (t.median_ms * 1e-3) / 1e12;
     let elems: usize = if device.is_cpu() { 1 << 24 } else { 1 << 28 };
-    let x = Tensor::randn([elems], 3, device)?.to_dtype(dtype)?;
+    let x = ops::to_dtype(&Tensor::randn([elems], 3, device)?, dtype)?;
     let t = time(device, 2, 10, || x.deep_clone())?;
     let copy_gbps = 2.0 * (elems * dtype.size_in_bytes()) as f64 / (t.median_ms * 1e-3) / 1e9;
     Ok(Ceilings { matrix_tflops, copy_gbps })

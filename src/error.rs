@@ -1,6 +1,10 @@
-//! One error type for the whole crate. Each variant carries what a user needs to fix the input:
-//! the op and its operands' shapes, the file and the tensor key, the option at fault. Errors gain
-//! context on the way up (`.context(...)`), and the CLI prints the chain.
+//! One error type for the whole crate. The variant is the kind of failure, what a caller acts on:
+//! an op's operands (`Op`), a file that cannot be read or written (`Io`) or whose content is
+//! wrong (`Format`), other bad input data (`BadInput`), a bad option or setting (`BadOption`),
+//! a valid model structure revelio does not implement (`Unsupported`), the device (`Cuda`,
+//! `Kernel`), or revelio's own invariant (`Internal`). Each carries what a user needs to fix
+//! it: the op and its operands' shapes, the file and the tensor key, the option at fault. Errors
+//! gain context on the way up (`.context(...)`), and the CLI prints the chain.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,14 +21,22 @@ pub enum Error {
     /// A file was read but its content is not what was expected (safetensors header, JSON config,
     /// a missing tensor, a tensor of the wrong shape).
     Format { path: PathBuf, msg: String },
-    /// The CUDA driver, NVRTC or cuBLAS reported an error, or is missing.
+    /// The device failed: the CUDA driver, NVRTC or cuBLAS reported an error, or is missing.
     Cuda(String),
     /// A kernel failed to compile, or its resource report breaks a rule (register spills).
     Kernel { module: String, msg: String },
-    /// A user-facing option or config value is invalid or unsupported.
-    Config(String),
-    /// Anything else, with a message that says what and why.
-    Msg(String),
+    /// Input data is not what the command needs, where no single file's format is at fault: a
+    /// dataset without images, features of the wrong width, a store of another run's parts.
+    BadInput(String),
+    /// A command-line option or setting is invalid, out of range, or at odds with the input
+    /// (`--dtype f16` on the CPU, an unknown tap name, a folder that holds another run).
+    BadOption(String),
+    /// A model structure or config value that diffusers or transformers accept and revelio does
+    /// not implement (a block type, an activation, a head dim the kernels do not take).
+    Unsupported(String),
+    /// Not the input's fault: an invariant of revelio's own code broke (a bug), or the machine
+    /// refused a resource such as a thread.
+    Internal(String),
     /// An error with a line of context added by a caller.
     Context { context: String, source: Box<Error> },
 }
@@ -37,8 +49,7 @@ impl fmt::Display for Error {
             Error::Format { path, msg } => write!(f, "{}: {msg}", path.display()),
             Error::Cuda(msg) => write!(f, "cuda: {msg}"),
             Error::Kernel { module, msg } => write!(f, "kernel module {module}: {msg}"),
-            Error::Config(msg) => write!(f, "{msg}"),
-            Error::Msg(msg) => write!(f, "{msg}"),
+            Error::BadInput(msg) | Error::BadOption(msg) | Error::Unsupported(msg) | Error::Internal(msg) => write!(f, "{msg}"),
             Error::Context { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -73,6 +84,14 @@ impl Error {
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Format { path: path.into(), msg: msg.into() }
     }
+
+    /// The error beneath any lines of context: the kind a caller acts on.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Context { source, .. } => source.root(),
+            e => e,
+        }
+    }
 }
 
 /// Adds a line of context to an error as it rises.
@@ -91,14 +110,6 @@ impl<T> Context<T> for Result<T> {
     }
 }
 
-/// Returns early with an `Error::Msg` built like `format!`.
-#[macro_export]
-macro_rules! bail {
-    ($($arg:tt)*) => {
-        return Err($crate::Error::Msg(format!($($arg)*)))
-    };
-}
-
 /// Returns early with an `Error::Op` for op `$op` unless `$cond` holds.
 #[macro_export]
 macro_rules! ensure_op {
@@ -107,4 +118,20 @@ macro_rules! ensure_op {
             return Err($crate::Error::op($op, format!($($arg)*)));
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_print_their_message_and_context_keeps_the_kind() {
+        for e in [Error::BadInput("m".into()), Error::BadOption("m".into()), Error::Unsupported("m".into()), Error::Internal("m".into())] {
+            assert_eq!(e.to_string(), "m");
+        }
+        let e: Result<()> = Err(Error::BadOption("--k 0 must be positive".into()));
+        let e = e.context("sae train").context("demo").unwrap_err();
+        assert_eq!(e.to_string(), "demo: sae train: --k 0 must be positive");
+        assert!(matches!(e.root(), Error::BadOption(m) if m == "--k 0 must be positive"));
+    }
 }

@@ -1,13 +1,16 @@
-//! revelio: a from-scratch GPU compute engine for looking inside diffusion models.
+//! revelio: a from-scratch GPU compute engine for looking inside diffusion models. The modules
+//! form layers (docs/architecture.md, checked by tests/architecture.rs).
 //!
-//! - [`tensor`]: shape, dtype, device, storage; explicit copies between devices and dtypes.
-//! - [`ops`]: every op the models and trainers use, checked once and dispatched to
-//!   [`cpu`] (the f32 reference) or [`cuda`] (hand-written kernels, cuBLAS for plain GEMMs).
-//! - [`io`]: safetensors loading (memory-mapped) and saving, atomic writes.
+//! - [`tensor`]: shape, dtype, device, storage; explicit copies between devices.
+//! - [`ops`]: every op the models and trainers use (the k-SAE's included), checked once and
+//!   dispatched to [`cpu`] (the f32 reference) or [`cuda`] (hand-written kernels, cuBLAS for
+//!   plain GEMMs), which trust the [`plan`] the op builds; [`trace`]: profiling ranges.
+//! - [`io`]: safetensors loading (memory-mapped) and saving, config.json parsing, atomic writes.
+//! - [`models`]: the U-Net, VAE, CLIP text encoder, DiT and DDIM, built from ops.
 //! - [`rng`]: counter-based random numbers, identical on every device.
 //! - [`diffc`]: the Diff-C classifier, its training, evaluation and sweeps.
-//! - [`sae`]: TopK sparse autoencoders on diffusion features: training (fused CUDA step, CPU
-//!   reference), encoding, evaluation.
+//! - [`sae`]: TopK sparse autoencoders on diffusion features: training (in `ops::sae`: a fused
+//!   CUDA step and its CPU reference), encoding, evaluation.
 //! - [`analysis`]: top images, sigma_label, grids, reports, figures (line plots, heat maps).
 //! - [`demo`]: `revelio demo`, the whole study on generated images and a random-weight model.
 
@@ -22,10 +25,12 @@ pub mod features;
 pub mod io;
 pub mod models;
 pub mod ops;
+pub mod plan;
 pub mod progress;
 pub mod rng;
 pub mod sae;
 pub mod tensor;
+pub mod trace;
 
 pub use error::{Context, Error, Result};
 pub use tensor::{DType, Device, Shape, Tensor};

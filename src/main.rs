@@ -106,6 +106,10 @@ fn info() -> ExitCode {
                 })
                 .collect();
             println!("devices: {} [{driver}]", list.join("; "));
+            if let Some(Ok(sim)) = cuda::sim::simulator() {
+                println!("!!! SIMULATED DEVICE ({}={}): every CUDA kernel runs as host code on the CPU.", cuda::sim::ENV, sim.dir.display());
+                println!("!!! It checks results, not speed; timings on it mean nothing. Settings: {}.", sim.description);
+            }
         }
         other => println!("devices: none: {}; --device auto runs on the CPU", other.reason()),
     }
@@ -155,11 +159,11 @@ fn tokenize(dir: &std::path::Path, max_length: usize, flavor: &str, no_pad: bool
     let flavor = match flavor {
         "slow" => Flavor::Slow,
         "fast" => Flavor::Fast,
-        other => return Err(revelio::Error::Config(format!("--flavor {other}: expected slow or fast"))),
+        other => return Err(revelio::Error::BadOption(format!("--flavor {other}: expected slow or fast"))),
     };
     let tok = ClipTokenizer::from_dir_with_flavor(dir, flavor)?;
     for line in std::io::stdin().lock().lines() {
-        let line = line.map_err(|e| revelio::Error::Msg(format!("reading stdin: {e}")))?;
+        let line = line.map_err(|e| revelio::Error::BadInput(format!("reading stdin: {e}")))?;
         let ids: Vec<i64> =
             if no_pad { tok.encode(&line).into_iter().map(i64::from).collect() } else { tok.encode_padded(&line, max_length)? };
         println!("{}", serde_json::to_string(&ids).expect("ids serialize"));

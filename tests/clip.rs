@@ -100,7 +100,7 @@ fn forward_without_hidden_states_and_with_i32_ids() {
     let name = "gelu_eos500";
     let f = fixture(&format!("clip/{name}.safetensors"));
     let model = ClipTextModel::load(&folder(name), DType::F32, &Device::Cpu).unwrap();
-    let out = model.forward(&ids(&f).to_dtype(DType::I32).unwrap(), false).unwrap();
+    let out = model.forward(&revelio::ops::to_dtype(&ids(&f), DType::I32).unwrap(), false).unwrap();
     assert!(out.hidden_states.is_empty());
     assert_tensor_close("last_hidden_state", &out.last_hidden_state, &fixture_tensor(&f, "last_hidden_state"), TOL);
     assert_tensor_close("pooler_output", &out.pooler_output, &fixture_tensor(&f, "pooler_output"), TOL);

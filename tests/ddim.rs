@@ -193,3 +193,16 @@ fn bad_input_gives_clear_errors() {
     let e = d.add_noise(&x, &x, &[1000]).unwrap_err().to_string();
     assert!(e.contains("out of range"), "{e}");
 }
+
+#[test]
+fn errors_have_the_kind_a_caller_acts_on() {
+    use revelio::{Device, Error};
+    let unsupported = Ddim::new(DdimConfig { clip_sample: true, ..DdimConfig::sd15() }).unwrap_err();
+    assert!(matches!(unsupported.root(), Error::Unsupported(m) if m.contains("clip_sample")), "{unsupported:?}");
+    let mut d = Ddim::new(DdimConfig::sd15()).unwrap();
+    let option = d.set_timesteps(0).unwrap_err();
+    assert!(matches!(option.root(), Error::BadOption(m) if m.contains("num_inference_steps 0")), "{option:?}");
+    assert!(matches!(Device::parse("tpu").unwrap_err(), Error::BadOption(_)));
+    let missing = Ddim::from_pretrained(std::path::Path::new("/nonexistent/scheduler")).unwrap_err();
+    assert!(matches!(missing.root(), Error::Io { .. }), "{missing:?}");
+}

@@ -9,11 +9,10 @@ mod common;
 use common::*;
 use revelio::features::store::{FeatureStoreWriter, ImageEntry, Manifest, STORE_FORMAT};
 use revelio::ops::optim::{adam_step, AdamConfig, AdamScalars, AdamState};
-use revelio::sae::backward::backward;
+use revelio::ops::sae::{self as ops, Code};
 use revelio::sae::checkpoint::{self, Provenance};
 use revelio::sae::data::{self, RowKind, Rows};
 use revelio::sae::loss::{auxk, main_loss, AuxConfig, LossKind};
-use revelio::sae::ops::{self, Code};
 use revelio::sae::train::{self, BDecInit, Moments, TrainConfig, TrainOptions};
 use revelio::sae::{Init, Sae, SaeConfig, SaeParams};
 use revelio::{DType, Device, Tensor};
@@ -30,7 +29,7 @@ fn tmpdir(name: &str) -> PathBuf {
 fn random_sae(d: usize, n: usize, k: usize, relu: bool, seed: u64) -> Sae {
     let cfg = SaeConfig { d_in: d, d_sae: n, k, relu, input_scale: 1.0 };
     let mut w_dec = randn(&[n, d], seed + 3);
-    revelio::sae::cpu::normalize_rows(&mut w_dec).unwrap();
+    ops::normalize_rows(&mut w_dec).unwrap();
     let params = SaeParams {
         w_enc: revelio::ops::scale(&randn(&[d, n], seed), 0.5).unwrap(),
         b_enc: revelio::ops::scale(&randn(&[n], seed + 1), 0.1).unwrap(),
@@ -188,7 +187,7 @@ fn gradient_of_the_whole_loss_matches_finite_differences() {
         let dead: Vec<i32> = (0..n as i32).filter(|j| !idx.contains(j)).collect();
         let aux_cfg = AuxConfig { k: 2, coef: 0.5, dead_after: 0 };
         let aux = auxk(&sae, &fwd, &dead, &aux_cfg, &r_m2).unwrap().expect("dead latents exist");
-        let grads = backward(&sae, &fwd, &main, &r_sum, Some(&aux)).unwrap();
+        let grads = sae.backward(&fwd, main.c, &r_sum, Some(aux.backward())).unwrap();
 
         let rows_of = |c: &Code| -> Vec<Vec<usize>> {
             let kk = c.idx.dims()[1];
@@ -235,36 +234,37 @@ fn fused_adam_equals_the_engines_adam_then_row_normalisation() {
     let sae = random_sae(6, 10, 2, false, 50);
     let grads = [randn(&[6, 10], 51), randn(&[10], 52), randn(&[10, 6], 53), randn(&[6], 54)];
     let cfg = AdamConfig::adam(1e-2);
-    let mut p = sae.params.clone();
-    let mut m = p.zeros_like(DType::F32).unwrap();
-    let mut v = p.zeros_like(DType::F32).unwrap();
+    let mut fused = sae.clone();
+    let mut m = fused.params.zeros_like(DType::F32).unwrap();
+    let mut v = fused.params.zeros_like(DType::F32).unwrap();
     let g = ops::Grads { w_enc: grads[0].clone(), b_enc: grads[1].clone(), w_dec: grads[2].clone(), b_dec: grads[3].clone() };
     let mut want = [sae.params.w_enc.deep_clone().unwrap(), sae.params.b_enc.deep_clone().unwrap(), sae.params.w_dec.deep_clone().unwrap(), sae.params.b_dec.deep_clone().unwrap()];
     let mut states: Vec<AdamState> = want.iter().map(|t| AdamState::new(t).unwrap()).collect();
     for step in 1..=3u64 {
-        ops::adam_step(&mut p, None, &g, &mut m, &mut v, &AdamScalars::new(&cfg, step)).unwrap();
+        fused.adam_step(&g, &mut m, &mut v, &AdamScalars::new(&cfg, step)).unwrap();
         for ((w, gr), st) in want.iter_mut().zip(&grads).zip(states.iter_mut()) {
             adam_step(w, gr, st, &cfg).unwrap();
         }
-        revelio::sae::cpu::normalize_rows(&mut want[2]).unwrap();
+        ops::normalize_rows(&mut want[2]).unwrap();
     }
+    let p = &fused.params;
     for (got, w) in [&p.w_enc, &p.b_enc, &p.w_dec, &p.b_dec].iter().zip(&want) {
         assert_eq!(got.to_f32_vec().unwrap(), w.to_f32_vec().unwrap());
     }
     // bf16 moments stay close to f32 ones.
-    let mut p16 = sae.params.clone();
-    let mut m16 = p16.zeros_like(DType::BF16).unwrap();
-    let mut v16 = p16.zeros_like(DType::BF16).unwrap();
+    let mut fused16 = sae.clone();
+    let mut m16 = fused16.params.zeros_like(DType::BF16).unwrap();
+    let mut v16 = fused16.params.zeros_like(DType::BF16).unwrap();
     for step in 1..=3u64 {
-        ops::adam_step(&mut p16, None, &g, &mut m16, &mut v16, &AdamScalars::new(&cfg, step)).unwrap();
+        fused16.adam_step(&g, &mut m16, &mut v16, &AdamScalars::new(&cfg, step)).unwrap();
     }
-    assert_tensor_close("W_enc with bf16 moments", &p16.w_enc, &p.w_enc, 1e-2);
+    assert_tensor_close("W_enc with bf16 moments", &fused16.params.w_enc, &p.w_enc, 1e-2);
 }
 
 /// N rows, each a sum of 3 of `m` planted unit directions in R^d with weights in [1, 2).
 fn planted(n_rows: usize, d: usize, m: usize, seed: u64) -> (Tensor, Vec<f32>) {
     let mut dirs = randn(&[m, d], seed);
-    revelio::sae::cpu::normalize_rows(&mut dirs).unwrap();
+    ops::normalize_rows(&mut dirs).unwrap();
     let dv = dirs.to_f32_vec().unwrap();
     let mut x = vec![0.0f32; n_rows * d];
     for r in 0..n_rows {

@@ -129,7 +129,7 @@ pub struct AnalysisSummary {
 }
 
 fn write_json(path: &Path, v: &(impl Serialize + ?Sized)) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
     write_atomic(path, text.as_bytes())
 }
 
@@ -195,7 +195,7 @@ pub fn analyze(sae: &Sae, src: Features, images: &[usize], kind: RowKind, opts: 
     let shape = store.feature_shape(layer, timestep)?;
     let d = if store.manifest().pooling()? == crate::features::Pooling::Tokens { shape.last().copied() } else { shape.first().copied() };
     if d != Some(sae.cfg.d_in) {
-        return Err(Error::Config(format!(
+        return Err(Error::BadInput(format!(
             "{}: features of `{layer}` at t{timestep} have per-image shape {shape:?}; this SAE takes d_in = {}",
             store.dir().display(),
             sae.cfg.d_in

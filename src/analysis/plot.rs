@@ -56,7 +56,7 @@ fn font_ready() -> Result<()> {
     if *OK.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
         Ok(())
     } else {
-        Err(Error::Msg("the bundled font src/analysis/fonts/DejaVuSans.ttf could not be parsed".into()))
+        Err(Error::Internal("the bundled font src/analysis/fonts/DejaVuSans.ttf could not be parsed".into()))
     }
 }
 
@@ -73,7 +73,7 @@ fn text_size(text: &str, size: f64) -> (u32, u32) {
 type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 fn draw_failed(title: &str, e: impl std::fmt::Display) -> Error {
-    Error::Msg(format!("figure `{title}`: drawing failed: {e}"))
+    Error::Internal(format!("figure `{title}`: drawing failed: {e}"))
 }
 
 /// A figure: its size, a check of its data, and its drawing on any backend; from these, its
@@ -122,7 +122,7 @@ pub trait Figure: Sized {
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
-        .map_err(|e| Error::Msg(format!("{}: PNG encoding failed: {e}", path.display())))?;
+        .map_err(|e| Error::Internal(format!("{}: PNG encoding failed: {e}", path.display())))?;
     write_atomic(path, &bytes)
 }
 
@@ -298,7 +298,7 @@ impl Figure for LinePlot {
     }
 
     fn check(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Msg(format!("plot `{}`: {m}", self.title)));
+        let bad = |m: String| Err(Error::BadInput(format!("plot `{}`: {m}", self.title)));
         if self.points().next().is_none() {
             return bad("no points to draw".into());
         }
@@ -388,7 +388,7 @@ impl Figure for Histogram {
     }
 
     fn check(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Msg(format!("histogram `{}`: {m}", self.title)));
+        let bad = |m: String| Err(Error::BadInput(format!("histogram `{}`: {m}", self.title)));
         if self.bins.is_empty() {
             return bad("no bins".into());
         }
@@ -494,7 +494,7 @@ impl Figure for HeatMap {
     fn check(&self) -> Result<()> {
         let rows = self.values.len();
         let cols = self.values.first().map_or(0, |r| r.len());
-        let bad = |m: String| Err(Error::Msg(format!("heat map `{}`: {m}", self.title)));
+        let bad = |m: String| Err(Error::BadInput(format!("heat map `{}`: {m}", self.title)));
         if rows == 0 || cols == 0 || self.values.iter().any(|r| r.len() != cols) {
             return bad(format!("values must be a non-empty rectangle, got {rows} rows"));
         }

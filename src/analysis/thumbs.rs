@@ -83,13 +83,13 @@ pub fn resolve_image(store: &FeatureStore, root: Option<&Path>, path: &str) -> P
 }
 
 fn decode(bytes: &[u8], path: &str) -> Result<RgbImage> {
-    let img = Decoded::decode(bytes).map_err(|e| Error::Msg(format!("{path}: {e}")))?;
-    RgbImage::from_raw(img.width() as u32, img.height() as u32, img.pixels().to_vec()).ok_or_else(|| Error::Msg(format!("{path}: pixel buffer size")))
+    let img = Decoded::decode(bytes).map_err(|e| Error::format(path, e.to_string()))?;
+    RgbImage::from_raw(img.width() as u32, img.height() as u32, img.pixels().to_vec()).ok_or_else(|| Error::Internal(format!("{path}: pixel buffer size")))
 }
 
 fn jpeg(img: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
-    JpegEncoder::new_with_quality(&mut bytes, QUALITY).encode_image(img).map_err(|e| Error::Msg(format!("{}: JPEG encoding failed: {e}", path.display())))?;
+    JpegEncoder::new_with_quality(&mut bytes, QUALITY).encode_image(img).map_err(|e| Error::Internal(format!("{}: JPEG encoding failed: {e}", path.display())))?;
     write_atomic_unsynced(path, &bytes)
 }
 

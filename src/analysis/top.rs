@@ -35,7 +35,7 @@ impl RankBy {
         match s {
             "dense" => Ok(RankBy::Dense),
             "code" => Ok(RankBy::Code),
-            _ => Err(Error::Config(format!("--rank-by {s}: expected dense or code"))),
+            _ => Err(Error::BadOption(format!("--rank-by {s}: expected dense or code"))),
         }
     }
 

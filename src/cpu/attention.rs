@@ -9,7 +9,7 @@
 //! task: BLOCK_Q * (CHUNK_K + D) floats. With `causal`, chunks wholly after a block's last
 //! query are skipped and the keys after each query masked out.
 
-use crate::ops::attention::AttentionParams;
+use crate::plan::attention::AttentionParams;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 use gemm::Parallelism;

@@ -7,7 +7,7 @@
 //! Backward: dW = sum_n dy[n] @ col[n]^T, dx[n] = col2im(W^T @ dy[n]), db = sum of dy over N, P.
 
 use super::gemm::{parallelism, sgemm, View};
-use crate::ops::conv::{Conv2dGeom, Conv2dGrads};
+use crate::plan::conv::{Conv2dGeom, Conv2dGrads};
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 use rayon::prelude::*;

@@ -1,7 +1,7 @@
 //! Dropout on the CPU (f32): y = keep ? x * scale : 0 with keep = rng::uniform(seed, i / group)
 //! >= p. The reference for kernels/dropout.cu, which computes the same bits.
 
-use crate::ops::dropout::DropoutPlan;
+use crate::plan::dropout::DropoutPlan;
 use crate::rng;
 use crate::tensor::{Device, Tensor};
 use crate::Result;

@@ -1,9 +1,10 @@
 //! Elementwise ops on the CPU (f32): activations and their derivatives, GEGLU, broadcasting
-//! binary ops, affine. The reference for kernels/elementwise.cu.
+//! binary ops, affine, and dtype conversion (any dtype). The reference for
+//! kernels/elementwise.cu.
 
 use super::par_map;
-use crate::ops::elementwise::{BinaryOp, BroadcastPlan, Unary};
-use crate::tensor::{Device, Tensor};
+use crate::plan::elementwise::{BinaryOp, BroadcastPlan, Unary};
+use crate::tensor::{DType, Device, Storage, Tensor};
 use crate::Result;
 use rayon::prelude::*;
 
@@ -151,4 +152,11 @@ pub fn affine(x: &Tensor, mul: f32, add: f32) -> Result<Tensor> {
     let xs = x.cpu_f32("affine")?;
     let out = par_map(xs, |v| v * mul + add);
     Tensor::from_vec(out, x.shape().clone(), &Device::Cpu)
+}
+
+/// x converted to `dtype`: floats round to the nearest even, floats to ints truncate toward
+/// zero (the host storage's conversion).
+pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
+    let (s, offset) = x.cpu_storage("to_dtype")?;
+    Ok(Tensor::from_storage(Storage::Cpu(s.window_to_dtype(offset, x.numel(), dtype)), x.shape().clone(), dtype))
 }

@@ -3,7 +3,7 @@
 //! `sgemm` is the one safe entry point (strided views, so transposes cost nothing); matmul,
 //! linear and the conv family (src/cpu/conv.rs) go through it. The reference for cuBLAS.
 
-use crate::ops::gemm::MatmulPlan;
+use crate::plan::gemm::MatmulPlan;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 use gemm::Parallelism;

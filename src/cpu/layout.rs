@@ -3,7 +3,7 @@
 //! size), row gather.
 //! The reference for kernels/layout.cu.
 
-use crate::ops::layout::{nearest_source_index, CatPlan, NarrowPlan};
+use crate::plan::layout::{nearest_source_index, CatPlan, NarrowPlan};
 use crate::tensor::{CpuSlice, DType, Device, Tensor};
 use crate::Result;
 use half::{bf16, f16};
@@ -97,7 +97,7 @@ fn upsample_t<T: CpuSlice>(x: &Tensor, (n, c, h, w): (usize, usize, usize, usize
 }
 
 /// [N, C, H, W] -> [N, C, OH, OW], out[.., y, x] = in[.., sy(y), sx(x)] with torch's nearest
-/// source indices (`ops::layout::nearest_source_index`).
+/// source indices (`plan::layout::nearest_source_index`).
 pub fn upsample_nearest(x: &Tensor, dims: (usize, usize, usize, usize), out_hw: (usize, usize)) -> Result<Tensor> {
     typed!(x.dtype(), upsample_any_t(x, dims, out_hw))
 }

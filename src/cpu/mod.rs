@@ -12,6 +12,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod sae;
 pub mod softmax;
 
 use rayon::prelude::*;

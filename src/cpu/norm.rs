@@ -2,7 +2,7 @@
 //! applied in f32): GroupNorm (+ SiLU), LayerNorm, BatchNorm forward (train and eval) and
 //! backward. The reference for kernels/norm.cu.
 
-use crate::ops::norm::{BatchNormCache, BatchNormGrads, BatchNormParams, BatchNormState, GroupNormParams, LayerNormParams};
+use crate::plan::norm::{BatchNormCache, BatchNormGrads, BatchNormParams, BatchNormState, GroupNormParams, LayerNormParams};
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 use rayon::prelude::*;

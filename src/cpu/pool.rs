@@ -2,7 +2,7 @@
 //! mean of its bin) and backward (each dy element scattered evenly over its bin). The
 //! reference for kernels/pool.cu, whose backward gathers instead.
 
-use crate::ops::pool::{adaptive_bin, PoolPlan};
+use crate::plan::pool::{adaptive_bin, PoolPlan};
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 use rayon::prelude::*;

@@ -2,7 +2,7 @@
 //! as accurate as the f32-accumulating kernels it checks): sum, mean, max, argmax over one dim,
 //! sum_all, and top-k. The reference for kernels/reduce.cu.
 
-use crate::ops::reduce::{ReduceOp, ReducePlan};
+use crate::plan::reduce::{ReduceOp, ReducePlan};
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 use rayon::prelude::*;

@@ -5,7 +5,7 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, F32_ONLY, HALVES};
 use super::launch::{to_i32, LaunchConfig, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::attention::AttentionParams;
+use crate::plan::attention::AttentionParams;
 use crate::tensor::{DType, Tensor};
 use crate::{Error, Result};
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, F32_ONLY, FLOATS, HALVES};
 use super::launch::{cfg_1d, cfg_blocks, to_i32, DeviceRepr, LaunchConfig, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::conv::{Conv2dGeom, Conv2dGrads};
+use crate::plan::conv::{Conv2dGeom, Conv2dGrads};
 use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
 use std::sync::Arc;

@@ -40,6 +40,8 @@ pub struct CudaDevice {
     pool: Pool,
     modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
+    /// Dynamic shared memory each function has been allowed (above the default 48 KiB).
+    smem_optin: Mutex<HashMap<String, usize>>,
     blas: OnceLock<std::result::Result<Blas, String>>,
     poison: AtomicBool,
 }
@@ -67,6 +69,14 @@ impl CudaDevice {
         let info = infos.into_iter().find(|i| i.ordinal == ordinal).ok_or_else(|| {
             Error::Cuda(format!("no CUDA device {ordinal} (found {} device(s))", super::device_count()))
         })?;
+        if let Some(Ok(sim)) = super::sim::simulator() {
+            eprintln!(
+                "note: cuda:{ordinal} is the SIMULATED device ({}={}; {}): kernels run as host code on the CPU",
+                super::sim::ENV,
+                sim.dir.display(),
+                sim.description
+            );
+        }
         let ctx = CudaContext::new(ordinal)?;
         let stream = ctx.new_stream()?;
         Ok(CudaDevice {
@@ -76,6 +86,7 @@ impl CudaDevice {
             pool: Pool::default(),
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
+            smem_optin: Mutex::new(HashMap::new()),
             blas: OnceLock::new(),
             poison: AtomicBool::new(false),
         })
@@ -244,14 +255,21 @@ impl CudaDevice {
             )));
         }
         if smem_bytes > 48 * 1024 {
-            // SAFETY: a valid function handle and an attribute value within the device's limit.
-            unsafe {
-                result::function::set_function_attribute(
-                    f.cu_function(),
-                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    smem_bytes as i32,
-                )
-            }?;
+            // The opt-in is a property of the function: raised once to the most asked for, not
+            // set again on every launch.
+            let name = kernel.name(dtype);
+            let mut optin = self.smem_optin.lock().expect("smem opt-in lock");
+            if optin.get(&name).is_none_or(|&have| have < smem_bytes) {
+                // SAFETY: a valid function handle and an attribute value within the device's limit.
+                unsafe {
+                    result::function::set_function_attribute(
+                        f.cu_function(),
+                        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        smem_bytes as i32,
+                    )
+                }?;
+                optin.insert(name, smem_bytes);
+            }
         }
         Ok(f)
     }

@@ -5,7 +5,7 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, FLOATS};
 use super::launch::{cfg_1d, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::dropout::DropoutPlan;
+use crate::plan::dropout::DropoutPlan;
 use crate::tensor::Tensor;
 use crate::Result;
 use std::sync::Arc;

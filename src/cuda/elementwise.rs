@@ -4,7 +4,7 @@
 use super::kernels::{Kernel, Module, FLOATS};
 use super::launch::{cfg_1d, Dims, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::elementwise::{BinaryOp, BroadcastPlan, Unary};
+use crate::plan::elementwise::{BinaryOp, BroadcastPlan, Unary};
 use crate::tensor::{DType, Shape, Storage, Tensor};
 use crate::{Error, Result};
 use std::sync::Arc;

@@ -1,12 +1,12 @@
 //! Matrix products on CUDA through cuBLAS (src/cuda/cublas.rs: `cublasGemmStridedBatchedEx`,
-//! f32, f16 or bf16 storage, f32 accumulation, no TF32). No kernels of our own: the bias of
-//! `linear` is a broadcasting add (kernels/elementwise.cu) and the bias gradient is a product
-//! with a ones vector.
+//! f32, f16 or bf16 storage, f32 accumulation, no TF32). No kernels of our own: `ops::linear`
+//! adds the bias with a broadcasting add (kernels/elementwise.cu), and the bias gradient is a
+//! product with a ones vector.
 
 use super::elementwise::empty;
 use super::CudaDevice;
 use crate::cuda::cublas::Gemm;
-use crate::ops::gemm::MatmulPlan;
+use crate::plan::gemm::MatmulPlan;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 use std::sync::Arc;
@@ -43,22 +43,12 @@ pub fn matmul(dev: &Arc<CudaDevice>, a: &Tensor, b: &Tensor, plan: &MatmulPlan) 
     Ok(c)
 }
 
-/// x: [rows, in], weight: [out, in], bias: [out] -> [rows, out] = x W^T + b.
-pub fn linear(dev: &Arc<CudaDevice>, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, plan: &MatmulPlan) -> Result<Tensor> {
-    let _r = super::nvtx::range("linear");
-    let y = matmul(dev, x, weight, plan)?;
-    match bias {
-        Some(b) => crate::ops::elementwise::add(&y, b),
-        None => Ok(y),
-    }
-}
-
 /// x: [rows, cols] -> [cols], the sum of every row: x^T @ ones with f32 accumulation.
 pub fn sum_rows(dev: &Arc<CudaDevice>, x: &Tensor) -> Result<Tensor> {
     let _r = super::nvtx::range("sum_rows");
     let (rows, cols) = x.dims2("sum_rows")?;
     let zeros = Tensor::zeros([rows, 1], x.dtype(), &Device::Cuda(dev.clone()))?;
-    let ones = crate::ops::elementwise::affine(&zeros, 0.0, 1.0)?;
+    let ones = super::elementwise::affine(dev, &zeros, 0.0, 1.0)?;
     let plan = MatmulPlan { batch: 1, m: cols, n: 1, k: rows, trans_a: true, trans_b: false, a_batched: false, b_batched: false };
     matmul(dev, x, &ones, &plan)?.reshape([cols])
 }

@@ -6,7 +6,7 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, FLOATS};
 use super::launch::{cfg_1d, to_i32, Dims, LaunchConfig, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::layout::{batched_transpose, CatPlan, NarrowPlan};
+use crate::plan::layout::{batched_transpose, CatPlan, NarrowPlan};
 use crate::tensor::{DType, Tensor};
 use crate::Result;
 use std::sync::Arc;

@@ -9,6 +9,8 @@
 //!    `~/.local`;
 //! 3. the plain library names, through the system loader (`LD_LIBRARY_PATH`, ldconfig).
 //!
+//! With the simulated device selected (`REVELIO_SIM`, sim.rs), cuBLAS comes from its folder only.
+//!
 //! Libraries are opened by full path, so `LD_LIBRARY_PATH` need not be set (cargo overrides it
 //! in `.cargo/config.toml` anyway). Any CUDA major version 11 to 13 is accepted.
 
@@ -126,6 +128,13 @@ fn deps_of(lib: Lib, file: &Path) -> Vec<Library> {
 
 /// Loads `lib`, or says where it looked.
 pub fn load(lib: Lib) -> Result<Loaded, String> {
+    if lib == Lib::Cublas {
+        if let Some(dir) = super::sim::selected_dir() {
+            let path = dir.join("libcublas.so.12");
+            let l = open(&path).map_err(|e| format!("cuBLAS of the simulated device ({}): {e}", super::sim::ENV))?;
+            return Ok(Loaded { lib: l, path, _deps: Vec::new() });
+        }
+    }
     if let Ok(p) = std::env::var(lib.env_var()) {
         let path = PathBuf::from(p);
         let deps = deps_of(lib, &path);

@@ -3,7 +3,8 @@
 //! (`src/cuda/<family>.rs` launches the kernels of `kernels/<family>.cu`).
 //!
 //! Everything loads at run time: the driver through cudarc's dynamic loading, NVRTC, cuBLAS and
-//! NVTX through libs.rs. A machine with no CUDA builds and runs revelio on the CPU.
+//! NVTX through libs.rs. A machine with no CUDA builds and runs revelio on the CPU, and runs the
+//! CUDA path on the simulated device (sim.rs) when `REVELIO_SIM` selects it.
 
 mod alloc;
 pub mod compile;
@@ -14,6 +15,7 @@ pub mod launch;
 pub mod libs;
 pub mod nvrtc;
 pub mod nvtx;
+pub mod sim;
 
 pub mod attention;
 pub mod conv;
@@ -60,6 +62,9 @@ impl Probe {
 
 /// Looks for GPUs without ever panicking (cudarc panics if asked for a context with no driver).
 pub fn probe() -> Probe {
+    if let Some(Err(e)) = sim::simulator() {
+        return Probe::DriverError(e);
+    }
     // SAFETY: only checks whether the driver library can be opened.
     if !unsafe { sys::is_culib_present() } {
         return Probe::NoDriver;

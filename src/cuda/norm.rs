@@ -6,7 +6,7 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, FLOATS};
 use super::launch::{cfg_blocks, to_i32, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::norm::{BatchNormCache, BatchNormGrads, BatchNormParams, BatchNormState, GroupNormParams, LayerNormParams};
+use crate::plan::norm::{BatchNormCache, BatchNormGrads, BatchNormParams, BatchNormState, GroupNormParams, LayerNormParams};
 use crate::tensor::{DType, Tensor};
 use crate::Result;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 use super::kernels::{Kernel, Module, F32_ONLY};
 use super::launch::{cfg_1d, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::optim::AdamScalars;
+use crate::plan::optim::AdamScalars;
 use crate::tensor::{DType, Tensor};
 use crate::Result;
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, FLOATS};
 use super::launch::{cfg_1d, to_i32, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::pool::PoolPlan;
+use crate::plan::pool::PoolPlan;
 use crate::tensor::Tensor;
 use crate::Result;
 use std::sync::Arc;

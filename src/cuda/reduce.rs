@@ -5,7 +5,7 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, FLOATS};
 use super::launch::{cfg_1d, cfg_blocks, to_i32, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::reduce::{ReduceOp, ReducePlan, TOPK_MAX_K_CUDA};
+use crate::plan::reduce::{ReduceOp, ReducePlan};
 use crate::tensor::{DType, Tensor};
 use crate::{Error, Result};
 use std::sync::Arc;
@@ -127,6 +127,9 @@ pub fn sum_all(dev: &Arc<CudaDevice>, x: &Tensor) -> Result<Tensor> {
     unsafe { dev.stream().launch_builder(&f2).arg(&pp).arg(&yp).arg(&g32).launch(cfg_blocks(1, 1024, 0)?) }?;
     Ok(y)
 }
+
+/// The largest k a CUDA top-k takes (the block sorts its k candidates in shared memory).
+pub const TOPK_MAX_K_CUDA: usize = 1024;
 
 pub fn topk(dev: &Arc<CudaDevice>, x: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     let _r = super::nvtx::range("topk");

@@ -1,5 +1,6 @@
-//! Launchers for kernels/sae.cu: the TopK SAE's training step on the GPU. The checks live in
-//! `sae::ops`; these functions trust them (shapes, dtypes, one device) and compute launch shapes.
+//! Launchers for kernels/sae.cu: the TopK SAE's training step on the GPU, in the order it runs
+//! (forward, backward, optimiser). The checks live in `ops::sae`; these functions trust them
+//! (shapes, dtypes, one device) and compute launch shapes.
 //!
 //! Legend: B = rows, d = input dim, n = latents, k / kk = entries per row of a code.
 
@@ -7,7 +8,8 @@ use super::elementwise::empty;
 use super::kernels::{Kernel, Module, F32_ONLY};
 use super::launch::{cfg_1d, cfg_blocks, to_i32, DeviceRepr, LaunchConfig, PushKernelArg};
 use super::CudaDevice;
-use crate::ops::optim::AdamScalars;
+use crate::plan::optim::AdamScalars;
+use crate::plan::sae::{AdamSlots, Code, Decoded, Grads, SparseBackward};
 use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
 use std::sync::Arc;
@@ -115,14 +117,14 @@ pub fn encoder_smem(k: usize) -> usize {
 
 /// The k largest of relu?(xc16 W16 + b_enc) per row: vals f32 [B, k] (descending), idx i32
 /// [B, k]. xc16: bf16 [B, d], w16: bf16 [d, n], b_enc: f32 [n]; 1 <= k <= min(64, n).
-pub fn encode_topk(dev: &Arc<CudaDevice>, xc16: &Tensor, w16: &Tensor, b_enc: &Tensor, k: usize, relu: bool) -> Result<(Tensor, Tensor)> {
+pub fn encode_topk(dev: &Arc<CudaDevice>, xc16: &Tensor, w16: &Tensor, b_enc: &Tensor, k: usize, relu: bool) -> Result<Code> {
     let _r = super::nvtx::range("sae_encode_topk");
     let (rows, d) = xc16.dims2("sae_encode_topk")?;
     let n = w16.dims()[1];
     let mut vals = empty(dev, [rows, k], DType::F32)?;
     let mut idx = empty(dev, [rows, k], DType::I32)?;
     if rows == 0 {
-        return Ok((vals, idx));
+        return Ok(Code { vals, idx });
     }
     let (splits, per) = encoder_splits(rows, n, dev.info().multiprocessors);
     let smem = encoder_smem(k);
@@ -172,7 +174,7 @@ pub fn encode_topk(dev: &Arc<CudaDevice>, xc16: &Tensor, w16: &Tensor, b_enc: &T
             .arg(&k32)
             .launch(cfg_blocks(rows.div_ceil(4), 128, 0)?)
     }?;
-    Ok((vals, idx))
+    Ok(Code { vals, idx })
 }
 
 /// dst [r, cols.len()] = src [r, c][:, cols]; src f32 or bf16, cols i32 (in range, checked by
@@ -195,16 +197,10 @@ pub fn gather_cols(dev: &Arc<CudaDevice>, src: &Tensor, cols: &Tensor) -> Result
 }
 
 /// Residual, squared error and dots of one decode (see kernels/sae.cu `sae_decode`):
-/// target f32 [B, d], bias f32 [d] or none, vals f32 [B, kk], idx i32 [B, kk], w_dec f32 [n, d]
-/// -> (resid [B, d], dot [B, kk], sse [B]).
-pub fn decode(
-    dev: &Arc<CudaDevice>,
-    target: &Tensor,
-    bias: Option<&Tensor>,
-    vals: &Tensor,
-    idx: &Tensor,
-    w_dec: &Tensor,
-) -> Result<(Tensor, Tensor, Tensor)> {
+/// target f32 [B, d], bias f32 [d] or none, code vals f32 [B, kk] and idx i32 [B, kk],
+/// w_dec f32 [n, d] -> resid [B, d], dot [B, kk], sse [B].
+pub fn decode(dev: &Arc<CudaDevice>, target: &Tensor, bias: Option<&Tensor>, code: &Code, w_dec: &Tensor) -> Result<Decoded> {
+    let Code { vals, idx } = code;
     let _r = super::nvtx::range("sae_decode");
     let (rows, d) = target.dims2("sae_decode")?;
     let kk = vals.dims()[1];
@@ -212,7 +208,7 @@ pub fn decode(
     let mut dot = empty(dev, [rows, kk], DType::F32)?;
     let mut sse = empty(dev, [rows], DType::F32)?;
     if rows == 0 {
-        return Ok((resid, dot, sse));
+        return Ok(Decoded { resid, dot, sse });
     }
     let f = dev.function_with_smem(&DECODE, DType::F32, 8 * kk)?;
     let (d32, kk32) = (to_i32(d, "d")?, to_i32(kk, "k")?);
@@ -240,7 +236,7 @@ pub fn decode(
             .arg(&kk32)
             .launch(cfg_blocks(rows, 256, 8 * kk)?)
     }?;
-    Ok((resid, dot, sse))
+    Ok(Decoded { resid, dot, sse })
 }
 
 /// Column sums and centred sums of squares of t f32 [rows, d]: (sum [d], m2 [d]).
@@ -282,38 +278,17 @@ pub fn col_stats(dev: &Arc<CudaDevice>, t: &Tensor) -> Result<(Tensor, Tensor)> 
     Ok((sum, m2))
 }
 
-/// One code's tensors as the backward kernels take them: vals f32 [B, kk], idx i32 [B, kk],
-/// dot f32 [B, kk] (from its decode).
-pub struct CodeRefs<'a> {
-    pub vals: &'a Tensor,
-    pub idx: &'a Tensor,
-    pub dot: &'a Tensor,
-}
-
-/// The sparse backward (see kernels/sae.cu): gradients of W_enc [d, n], b_enc [n], W_dec
-/// [n, d] (with the component along each row removed) and b_dec [d].
-pub struct SparseBackward<'a> {
-    pub xc: &'a Tensor,
-    pub w_enc: &'a Tensor,
-    pub w_dec: &'a Tensor,
-    pub main: CodeRefs<'a>,
-    pub resid: &'a Tensor,
-    pub resid_sum: &'a Tensor,
-    pub c: f32,
-    pub relu: bool,
-    /// AuxK's code, residual (of the residual) and its column sums, and its gradient scale.
-    pub aux: Option<(CodeRefs<'a>, &'a Tensor, &'a Tensor, f32)>,
-}
-
-pub fn sparse_backward(dev: &Arc<CudaDevice>, a: &SparseBackward) -> Result<[Tensor; 4]> {
+/// The sparse backward (see kernels/sae.cu and `plan::sae::SparseBackward`): gradients of W_enc
+/// [d, n], b_enc [n], W_dec [n, d] (with the component along each row removed) and b_dec [d].
+pub fn sparse_backward(dev: &Arc<CudaDevice>, a: &SparseBackward) -> Result<Grads> {
     let _r = super::nvtx::range("sae_backward");
     let (rows, d) = a.xc.dims2("sae_backward")?;
     let n = a.w_enc.dims()[1];
-    let k = a.main.vals.dims()[1];
+    let k = a.code.vals.dims()[1];
     let cuda = Device::Cuda(dev.clone());
     let n_main = rows * k;
     let (ka, c_aux) = match &a.aux {
-        Some((code, _, _, c)) => (code.vals.dims()[1], *c),
+        Some(x) => (x.code.vals.dims()[1], x.c),
         None => (0, 0.0),
     };
     let n_aux = rows * ka;
@@ -324,10 +299,10 @@ pub fn sparse_backward(dev: &Arc<CudaDevice>, a: &SparseBackward) -> Result<[Ten
     let ka32 = ka.max(1) as i32;
     let relu32 = i32::from(a.relu);
     let (ia, va, da) = match &a.aux {
-        Some((code, _, _, _)) => (code.idx.cuda_ptr()?, code.vals.cuda_ptr()?, code.dot.cuda_ptr()?),
+        Some(x) => (x.code.idx.cuda_ptr()?, x.code.vals.cuda_ptr()?, x.dot.cuda_ptr()?),
         None => (null(), null(), null()),
     };
-    let (im, vm, dm) = (a.main.idx.cuda_ptr()?, a.main.vals.cuda_ptr()?, a.main.dot.cuda_ptr()?);
+    let (im, vm, dm) = (a.code.idx.cuda_ptr()?, a.code.vals.cuda_ptr()?, a.dot.cuda_ptr()?);
 
     // Latent-major lists of the entries.
     let mut counts = Tensor::zeros([n], DType::I32, &cuda)?;
@@ -403,7 +378,7 @@ pub fn sparse_backward(dev: &Arc<CudaDevice>, a: &SparseBackward) -> Result<[Ten
     let mut dw_dec = empty(dev, [n, d], DType::F32)?;
     let f = dev.function_with_smem(&GRAD_DEC, DType::F32, 4 * d)?;
     let raux = match &a.aux {
-        Some((_, r, _, _)) => r.cuda_ptr()?,
+        Some(x) => x.resid.cuda_ptr()?,
         None => null(),
     };
     let (rsp, wdp, zp, gp) = (a.resid.cuda_ptr()?, a.w_dec.cuda_ptr()?, ent_zc.cuda_ptr()?, dw_dec.cuda_ptr_mut()?);
@@ -428,7 +403,7 @@ pub fn sparse_backward(dev: &Arc<CudaDevice>, a: &SparseBackward) -> Result<[Ten
     let mut db_dec = empty(dev, [d], DType::F32)?;
     let f = dev.function(&GRAD_BDEC, DType::F32)?;
     let rsum_aux = match &a.aux {
-        Some((_, _, s, _)) => s.cuda_ptr()?,
+        Some(x) => x.resid_sum.cuda_ptr()?,
         None => null(),
     };
     let (wep, dbe, rsum, out) = (a.w_enc.cuda_ptr()?, db_enc.cuda_ptr()?, a.resid_sum.cuda_ptr()?, db_dec.cuda_ptr_mut()?);
@@ -446,7 +421,7 @@ pub fn sparse_backward(dev: &Arc<CudaDevice>, a: &SparseBackward) -> Result<[Ten
             .arg(&n32)
             .launch(cfg_blocks(d, 256, 0)?)
     }?;
-    Ok([dw_enc, db_enc, dw_dec, db_dec])
+    Ok(Grads { w_enc: dw_enc, b_enc: db_enc, w_dec: dw_dec, b_dec: db_dec })
 }
 
 /// The scalars of one Adam step as the kernel takes them (mirrors `struct AdamArgs`).
@@ -465,26 +440,11 @@ struct AdamArgs {
 // SAFETY: a plain `repr(C)` struct of f32s, laid out as the C struct in kernels/sae.cu.
 unsafe impl DeviceRepr for AdamArgs {}
 
-/// One tensor's parameter, gradient and moments for `adam_step`.
-pub struct AdamSlot<'a> {
-    pub p: &'a mut Tensor,
-    pub g: &'a Tensor,
-    pub m: &'a mut Tensor,
-    pub v: &'a mut Tensor,
-}
-
 /// One Adam step over [W_enc, b_enc, b_dec, W_dec] in one launch (moments of dtype `mdt`),
 /// writing W_enc's bf16 shadow when given and renormalising W_dec's rows.
-pub fn adam_step(
-    dev: &Arc<CudaDevice>,
-    w_enc: AdamSlot,
-    w16: Option<&mut Tensor>,
-    b_enc: AdamSlot,
-    b_dec: AdamSlot,
-    w_dec: AdamSlot,
-    s: &AdamScalars,
-) -> Result<()> {
+pub fn adam_step(dev: &Arc<CudaDevice>, t: AdamSlots, w16: Option<&mut Tensor>, s: &AdamScalars) -> Result<()> {
     let _r = super::nvtx::range("sae_adam");
+    let AdamSlots { w_enc, b_enc, b_dec, w_dec } = t;
     let (d, n) = w_enc.p.dims2("sae_adam")?;
     let mdt = w_enc.m.dtype();
     let elems = d * n + n + d;
@@ -509,7 +469,7 @@ pub fn adam_step(
     let (p2, g2, m2, v2) = (b_dec.p.cuda_ptr_mut()?, b_dec.g.cuda_ptr()?, b_dec.m.cuda_ptr_mut()?, b_dec.v.cuda_ptr_mut()?);
     let (p3, g3, m3, v3) = (w_dec.p.cuda_ptr_mut()?, w_dec.g.cuda_ptr()?, w_dec.m.cuda_ptr_mut()?, w_dec.v.cuda_ptr_mut()?);
     // SAFETY: every parameter, gradient and moment holds its tensor's elements (f32 params and
-    // grads, moments of `mdt`, checked in sae::ops); params, moments and the shadow are unique
+    // grads, moments of `mdt`, checked in ops::sae); params, moments and the shadow are unique
     // storage (cuda_ptr_mut copies shared storage first); each element is updated by one
     // thread, each W_dec row by one block; smem 4*d bytes as the kernel expects.
     unsafe {
@@ -542,8 +502,9 @@ pub fn adam_step(
 }
 
 /// since[j] = 0 for every latent with a nonzero value in the code, else since[j] + rows.
-/// since: i64 [n], vals f32 [B, kk], idx i32 [B, kk].
-pub fn update_since(dev: &Arc<CudaDevice>, since: &mut Tensor, vals: &Tensor, idx: &Tensor) -> Result<()> {
+/// since: i64 [n], code vals f32 [B, kk], idx i32 [B, kk].
+pub fn update_since(dev: &Arc<CudaDevice>, since: &mut Tensor, code: &Code) -> Result<()> {
+    let Code { vals, idx } = code;
     let _r = super::nvtx::range("sae_since");
     let n = since.numel();
     let ne = vals.numel();

@@ -193,13 +193,13 @@ pub fn manifest_csv(samples: &[Sample]) -> String {
 /// Draws and writes the dataset into `dir` (which must not hold another dataset).
 pub fn write_dataset(dir: &Path, spec: &DatasetSpec) -> Result<SyntheticDataset> {
     if spec.per_combination == 0 || spec.test_per_combination == 0 || spec.test_per_combination >= spec.per_combination {
-        return Err(Error::Config(format!(
+        return Err(Error::BadOption(format!(
             "demo dataset: {} images per combination with {} for test: need at least one of each",
             spec.per_combination, spec.test_per_combination
         )));
     }
     if spec.size < 16 {
-        return Err(Error::Config(format!("demo dataset: images of {} px are too small to draw a shape (16 px at least)", spec.size)));
+        return Err(Error::BadOption(format!("demo dataset: images of {} px are too small to draw a shape (16 px at least)", spec.size)));
     }
     for shape in SHAPES {
         std::fs::create_dir_all(dir.join(shape)).map_err(|e| Error::io(dir.join(shape), e))?;
@@ -209,7 +209,7 @@ pub fn write_dataset(dir: &Path, spec: &DatasetSpec) -> Result<SyntheticDataset>
     samples.par_iter().enumerate().try_for_each(|(i, s)| -> Result<()> {
         let img = render(s.factors, spec.size, rng::derive(spec.seed, &[i as u64, 2]));
         let path = dir.join(&s.path);
-        img.save_with_format(&path, ImageFormat::Png).map_err(|e| Error::Msg(format!("{}: writing the PNG failed: {e}", path.display())))?;
+        img.save_with_format(&path, ImageFormat::Png).map_err(|e| Error::Internal(format!("{}: writing the PNG failed: {e}", path.display())))?;
         bar.lock().expect("progress lock").inc(1);
         Ok(())
     })?;

@@ -171,7 +171,7 @@ const NOTE: &str = "revelio demo: seeded random weights, SD structure at a small
 
 impl ModelSpec {
     fn check(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(format!("demo model: {m}")));
+        let bad = |m: String| Err(Error::BadOption(format!("demo model: {m}")));
         for &c in self.unet_channels.iter().chain(&self.vae_channels) {
             if c == 0 || c % self.groups != 0 {
                 return bad(format!("{c} channels do not split into {} groups", self.groups));
@@ -443,7 +443,7 @@ impl Tokenizer {
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
     write_atomic(path, format!("{text}\n").as_bytes())
 }
 
@@ -461,7 +461,7 @@ pub struct PipelineSummary {
 pub fn write_pipeline(dir: &Path, spec: &ModelSpec, image: usize, words: &[&str]) -> Result<PipelineSummary> {
     spec.check()?;
     if image % spec.vae_factor() != 0 {
-        return Err(Error::Config(format!("demo model: {image} px images do not divide by the VAE's factor {}", spec.vae_factor())));
+        return Err(Error::BadOption(format!("demo model: {image} px images do not divide by the VAE's factor {}", spec.vae_factor())));
     }
     write_json(
         &dir.join("model_index.json"),
@@ -516,14 +516,14 @@ pub fn calibrate_vae(dir: &Path, spec: &ModelSpec, manifest: &Path, resolution: 
     let idx: Vec<usize> = (0..ds.len()).step_by((ds.len() / count.max(1)).max(1)).take(count).collect();
     let batch = load_batch(&ds, &idx, &Preprocess::Eval { resolution })?;
     if let Some(f) = batch.failures.first() {
-        return Err(Error::Msg(format!("demo: image {} could not be read: {}", f.path, f.error)));
+        return Err(Error::Internal(format!("demo: image {} could not be read: {}", f.path, f.error)));
     }
     let mean = vae.encode(&batch.images.to_device(device)?)?.mean.to_f32_vec()?;
     let n = mean.len() as f64;
     let mu = mean.iter().map(|&v| v as f64).sum::<f64>() / n;
     let std = (mean.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / n).sqrt();
     if !(std.is_finite() && std > 0.0) {
-        return Err(Error::Msg(format!("demo: the random VAE's latents have standard deviation {std}; try another --seed")));
+        return Err(Error::BadOption(format!("demo: the random VAE's latents have standard deviation {std}; try another --seed")));
     }
     // Rounded like SD's 0.18215, so the config reads plainly.
     let factor = (1e5 / std).round() / 1e5;

@@ -94,8 +94,8 @@ impl Command {
     /// The arguments as the command's own clap definition parses them.
     fn parse<T: Args + FromArgMatches>(&self) -> Result<T> {
         let cmd = T::augment_args(clap::Command::new("revelio").no_binary_name(true));
-        let m = cmd.try_get_matches_from(&self.args).map_err(|e| Error::Msg(format!("{}: {e}", self.line())))?;
-        T::from_arg_matches(&m).map_err(|e| Error::Msg(format!("{}: {e}", self.line())))
+        let m = cmd.try_get_matches_from(&self.args).map_err(|e| Error::Internal(format!("{}: {e}", self.line())))?;
+        T::from_arg_matches(&m).map_err(|e| Error::Internal(format!("{}: {e}", self.line())))
     }
 }
 
@@ -113,7 +113,7 @@ fn prepare(out: &Path, args: &DemoArgs) -> Result<()> {
     if out.exists() {
         let empty = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_none();
         if !empty && !out.join(MARKER).is_file() {
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "--out {}: the folder exists and was not made by `revelio demo`; give another --out or remove it",
                 out.display()
             )));

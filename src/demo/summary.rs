@@ -168,7 +168,7 @@ impl Summary {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
         write_atomic(path, format!("{text}\n").as_bytes())
     }
 

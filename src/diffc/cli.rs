@@ -193,14 +193,14 @@ impl OnlineArgs {
     /// The online source's options for a run with `layer`, `timestep` and the training options.
     pub fn options(&self, layer: &str, timestep: usize, opts: &TrainOptions, device: &Device) -> Result<OnlineOptions> {
         let (Some(model), Some(dataset)) = (&self.model, &self.dataset) else {
-            return Err(Error::Config("--online needs --model PIPELINE_DIR and --dataset DATASET".into()));
+            return Err(Error::BadOption("--online needs --model PIPELINE_DIR and --dataset DATASET".into()));
         };
         let model_dtype = match self.model_dtype.as_str() {
             "auto" if device.is_cpu() => DType::F32,
             "auto" => DType::BF16,
             s => DType::parse(s)
                 .filter(|d| d.is_float())
-                .ok_or_else(|| Error::Config(format!("--model-dtype {s}: expected auto, f32, bf16 or f16")))?,
+                .ok_or_else(|| Error::BadOption(format!("--model-dtype {s}: expected auto, f32, bf16 or f16")))?,
         };
         let conditioning = match (&self.prompt, self.captions) {
             (Some(p), _) => Conditioning::Prompt(p.clone()),
@@ -210,7 +210,7 @@ impl OnlineArgs {
         let dit_class = match self.dit_class.as_str() {
             "null" => DitClass::Null,
             "label" => DitClass::Label,
-            o => return Err(Error::Config(format!("--dit-class {o}: expected null or label"))),
+            o => return Err(Error::BadOption(format!("--dit-class {o}: expected null or label"))),
         };
         let train = opts.train();
         Ok(OnlineOptions {
@@ -298,7 +298,7 @@ fn store_layer(layer: &Option<String>, timestep: Option<usize>) -> Result<(Strin
 fn layer_timestep(layer: &Option<String>, timestep: Option<usize>, what: &str) -> Result<(String, usize)> {
     match (layer, timestep) {
         (Some(l), Some(t)) => Ok((l.clone(), t)),
-        _ => Err(Error::Config(format!("{what} needs --layer and --timestep (e.g. --layer up.1 --timestep 25)"))),
+        _ => Err(Error::BadOption(format!("{what} needs --layer and --timestep (e.g. --layer up.1 --timestep 25)"))),
     }
 }
 
@@ -326,7 +326,7 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
         (None, Some(file), false) => Box::new(FileSource::open(file)?),
         (None, None, true) => return run_online(a, &device),
         _ => {
-            return Err(Error::Config(
+            return Err(Error::BadOption(
                 "give one of --features STORE, --input FILE, or --online --model PIPELINE_DIR --dataset DATASET".into(),
             ))
         }
@@ -356,7 +356,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
     let file = match a.weights.as_str() {
         "last" => WEIGHTS,
         "best" => BEST_WEIGHTS,
-        other => return Err(Error::Config(format!("--weights {other}: expected last or best"))),
+        other => return Err(Error::BadOption(format!("--weights {other}: expected last or best"))),
     };
     let model = DiffcClassifier::load(&a.classifier.join(file), 0.0, &device)?;
     let (mut source, split): (Box<dyn FeatureSource>, Split) = match (&a.features, &a.input) {
@@ -372,15 +372,15 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
             let split = match a.split.as_str() {
                 "train" => Split::Train,
                 "test" => Split::Test,
-                other => return Err(Error::Config(format!("--split {other}: a features file has `train` and `test`"))),
+                other => return Err(Error::BadOption(format!("--split {other}: a features file has `train` and `test`"))),
             };
             (Box::new(FileSource::open(path)?), split)
         }
-        _ => return Err(Error::Config("give either --features STORE or --input FILE".into())),
+        _ => return Err(Error::BadOption("give either --features STORE or --input FILE".into())),
     };
     let [c, _, _] = source.feature_shape();
     if c != model.config.in_channels {
-        return Err(Error::Config(format!("the features have {c} channels, the classifier takes {}", model.config.in_channels)));
+        return Err(Error::BadInput(format!("the features have {c} channels, the classifier takes {}", model.config.in_channels)));
     }
     let mut report = evaluate(&model, source.as_mut(), split, a.batch_size, dtype, &device)?;
     report.split = a.split.clone();

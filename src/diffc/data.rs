@@ -73,7 +73,7 @@ fn gather(rows: &[usize], dims: &[usize], dtype: DType, mut read: impl FnMut(usi
 fn check_map_shape(shape: &[usize], what: &str) -> Result<[usize; 3]> {
     match *shape {
         [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
-        _ => Err(Error::Config(format!(
+        _ => Err(Error::BadInput(format!(
             "{what}: Diff-C needs feature maps [C, h, w] per image, got {shape:?}; extract with --pooling none or avg:HxW"
         ))),
     }
@@ -106,7 +106,7 @@ impl StoreSource {
                 let mut present: Vec<String> = store.manifest().images.iter().map(|i| i.split.clone()).collect();
                 present.sort();
                 present.dedup();
-                return Err(Error::Config(format!(
+                return Err(Error::BadOption(format!(
                     "{}: split `{name}` has no stored images (the store's splits: [{}]; {} images stored)",
                     dir.display(),
                     present.join(", "),
@@ -129,7 +129,7 @@ fn slot(split: Split) -> usize {
 
 fn check_items(split: Split, items: &[usize], n: usize) -> Result<()> {
     if let Some(&bad) = items.iter().find(|&&i| i >= n) {
-        return Err(Error::Msg(format!("item {bad} is out of range for the {} split of {n} images", split.name())));
+        return Err(Error::Internal(format!("item {bad} is out of range for the {} split of {n} images", split.name())));
     }
     Ok(())
 }
@@ -253,20 +253,20 @@ pub fn class_count(source: &dyn FeatureSource, requested: Option<usize>) -> Resu
     let mut max_label = -1i64;
     for split in [Split::Train, Split::Test] {
         if let Some((i, &l)) = source.labels(split).iter().enumerate().find(|(_, &l)| l < 0) {
-            return Err(Error::Config(format!("label {l} of {} item {i} is negative", split.name())));
+            return Err(Error::BadInput(format!("label {l} of {} item {i} is negative", split.name())));
         }
         max_label = max_label.max(source.labels(split).iter().copied().max().unwrap_or(-1));
     }
     let k = match requested {
         Some(k) if names > 0 && k != names => {
-            return Err(Error::Config(format!("class count mismatch: --num-classes {k}, but the features name {names} classes")))
+            return Err(Error::BadOption(format!("class count mismatch: --num-classes {k}, but the features name {names} classes")))
         }
         Some(k) => k,
         None if names > 0 => names,
         None => (max_label + 1) as usize,
     };
     if max_label >= k as i64 {
-        return Err(Error::Config(format!(
+        return Err(Error::BadInput(format!(
             "class count mismatch: label {max_label} needs at least {} classes, the classifier has {k}",
             max_label + 1
         )));

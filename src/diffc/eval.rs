@@ -45,7 +45,7 @@ pub fn predict(
 ) -> Result<Predictions> {
     let labels = source.labels(split).to_vec();
     if labels.is_empty() {
-        return Err(Error::Config(format!("the {} split is empty", split.name())));
+        return Err(Error::BadInput(format!("the {} split is empty", split.name())));
     }
     let items: Vec<usize> = (0..labels.len()).collect();
     let mut bar = Progress::new(&format!("diffc {}", split.name()), labels.len() as u64, "img");
@@ -95,7 +95,7 @@ pub fn report(preds: &Predictions, split: Split, k: usize, names: &[String]) -> 
     let mut confusion = vec![vec![0u64; k]; k];
     for (&p, &l) in preds.predicted.iter().zip(&preds.labels) {
         if l < 0 || l as usize >= k || p < 0 || p as usize >= k {
-            return Err(Error::Config(format!("label {l} or prediction {p} is outside the classifier's {k} classes")));
+            return Err(Error::BadInput(format!("label {l} or prediction {p} is outside the classifier's {k} classes")));
         }
         confusion[l as usize][p as usize] += 1;
     }
@@ -137,10 +137,10 @@ pub fn evaluate(
     let k = model.config.num_classes;
     let names = source.class_names().to_vec();
     if !names.is_empty() && names.len() != k {
-        return Err(Error::Config(format!("class count mismatch: the classifier has {k} classes, the features name {}", names.len())));
+        return Err(Error::BadInput(format!("class count mismatch: the classifier has {k} classes, the features name {}", names.len())));
     }
     if let Some(&l) = source.labels(split).iter().find(|&&l| l < 0 || l as usize >= k) {
-        return Err(Error::Config(format!(
+        return Err(Error::BadInput(format!(
             "class count mismatch: label {l} of the {} split, the classifier has {k} classes",
             split.name()
         )));

@@ -34,7 +34,7 @@ use crate::io::safetensors::nearest_keys;
 use crate::io::{save_safetensors, SafeTensorsFile};
 use crate::ops::{
     adaptive_avg_pool2d_backward, batch_norm_backward, batch_norm_eval, batch_norm_train, conv2d, conv2d_backward, dropout,
-    dropout_backward, global_avg_pool, linear, linear_backward, relu, unary_backward, BatchNormCache, BatchNormState, Conv2dParams,
+    dropout_backward, global_avg_pool, linear, linear_backward, relu, to_dtype, unary_backward, BatchNormCache, BatchNormState, Conv2dParams,
     DropoutKind, Unary,
 };
 use crate::tensor::{DType, Device, Shape, Tensor};
@@ -72,7 +72,7 @@ impl DiffcConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(format!("Diff-C classifier: {m}")));
+        let bad = |m: String| Err(Error::BadOption(format!("Diff-C classifier: {m}")));
         if self.in_channels == 0 {
             return bad("in_channels must be >= 1".into());
         }
@@ -254,7 +254,7 @@ fn drop_backward(dy: &Tensor, p: f32, seed: u64, kind: DropoutKind) -> Result<Te
 }
 
 fn f32_grad(t: Option<Tensor>, what: &str) -> Result<Tensor> {
-    t.ok_or_else(|| Error::Msg(format!("diffc backward: the {what} gradient was not computed")))?.to_dtype(DType::F32)
+    to_dtype(&t.ok_or_else(|| Error::Internal(format!("diffc backward: the {what} gradient was not computed")))?, DType::F32)
 }
 
 impl DiffcClassifier {
@@ -322,10 +322,10 @@ impl DiffcClassifier {
         // 2. conv blocks.
         let mut caches = Vec::with_capacity(self.blocks.len());
         for (i, blk) in self.blocks.iter_mut().enumerate() {
-            let conv_w = blk.conv_weight.to_dtype(dt)?;
-            let conv_b = blk.conv_bias.to_dtype(dt)?;
+            let conv_w = to_dtype(&blk.conv_weight, dt)?;
+            let conv_b = to_dtype(&blk.conv_bias, dt)?;
             let conv_out = conv2d(&hidden, &conv_w, Some(&conv_b), &blk.conv_params())?;
-            let (bn_w, bn_b) = (blk.bn_weight.to_dtype(dt)?, blk.bn_bias.to_dtype(dt)?);
+            let (bn_w, bn_b) = (to_dtype(&blk.bn_weight, dt)?, to_dtype(&blk.bn_bias, dt)?);
             let (bn_out, bn) = batch_norm_train(&conv_out, Some(&bn_w), Some(&bn_b), Some(&mut blk.bn_state), BN_MOMENTUM, BN_EPS)?;
             let act = relu(&bn_out)?;
             let seed_i = dropout_seed(seed, i);
@@ -338,7 +338,7 @@ impl DiffcClassifier {
         let pooled = global_avg_pool(&hidden)?;
         let fc_dropout_seed = dropout_seed(seed, self.blocks.len());
         let fc_input = drop(&pooled, p, fc_dropout_seed, DropoutKind::Elementwise)?;
-        let logits = linear(&fc_input, &self.fc_weight.to_dtype(dt)?, Some(&self.fc_bias.to_dtype(dt)?))?;
+        let logits = linear(&fc_input, &to_dtype(&self.fc_weight, dt)?, Some(&to_dtype(&self.fc_bias, dt)?))?;
         self.num_batches_tracked += 1;
         Ok((logits, ForwardCache { blocks: caches, last_hw: (h, w), fc_input, fc_dropout_seed }))
     }
@@ -350,11 +350,11 @@ impl DiffcClassifier {
         let dt = x.dtype();
         let mut hidden = batch_norm_eval(x, None, None, &self.input_bn, BN_EPS)?;
         for blk in &self.blocks {
-            let conv_out = conv2d(&hidden, &blk.conv_weight.to_dtype(dt)?, Some(&blk.conv_bias.to_dtype(dt)?), &blk.conv_params())?;
-            let (bn_w, bn_b) = (blk.bn_weight.to_dtype(dt)?, blk.bn_bias.to_dtype(dt)?);
+            let conv_out = conv2d(&hidden, &to_dtype(&blk.conv_weight, dt)?, Some(&to_dtype(&blk.conv_bias, dt)?), &blk.conv_params())?;
+            let (bn_w, bn_b) = (to_dtype(&blk.bn_weight, dt)?, to_dtype(&blk.bn_bias, dt)?);
             hidden = relu(&batch_norm_eval(&conv_out, Some(&bn_w), Some(&bn_b), &blk.bn_state, BN_EPS)?)?;
         }
-        linear(&global_avg_pool(&hidden)?, &self.fc_weight.to_dtype(dt)?, Some(&self.fc_bias.to_dtype(dt)?))
+        linear(&global_avg_pool(&hidden)?, &to_dtype(&self.fc_weight, dt)?, Some(&to_dtype(&self.fc_bias, dt)?))
     }
 
     /// Gradients of the loss given dlogits = dLoss/dlogits [B, K] (any float dtype), from the
@@ -366,8 +366,8 @@ impl DiffcClassifier {
         let p = self.config.dropout;
         let (b, wd) = cache.fc_input.dims2("diffc backward")?;
         // 3. head: fc, dropout_fc, gap.
-        let fc = linear_backward(&dlogits.to_dtype(dt)?, &cache.fc_input, &self.fc_weight.to_dtype(dt)?, true, true)?;
-        let dfc_in = fc.dx.ok_or_else(|| Error::Msg("diffc backward: fc gave no dx".into()))?;
+        let fc = linear_backward(&to_dtype(dlogits, dt)?, &cache.fc_input, &to_dtype(&self.fc_weight, dt)?, true, true)?;
+        let dfc_in = fc.dx.ok_or_else(|| Error::Internal("diffc backward: fc gave no dx".into()))?;
         let dpooled = drop_backward(&dfc_in, p, cache.fc_dropout_seed, DropoutKind::Elementwise)?;
         let mut dhidden = adaptive_avg_pool2d_backward(&dpooled.reshape([b, wd, 1, 1])?, cache.last_hw)?;
         // 2. conv blocks, last first.
@@ -375,13 +375,13 @@ impl DiffcClassifier {
         for (i, (blk, bc)) in self.blocks.iter().zip(&cache.blocks).enumerate().rev() {
             let dact = drop_backward(&dhidden, p, bc.dropout_seed, DropoutKind::Channels)?;
             let dbn_out = unary_backward(&dact, &bc.act, Unary::Relu)?;
-            let bn = batch_norm_backward(&dbn_out, &bc.conv_out, &bc.bn, Some(&blk.bn_weight.to_dtype(dt)?))?;
-            let conv = conv2d_backward(&bn.dx, &bc.input, &blk.conv_weight.to_dtype(dt)?, &blk.conv_params(), i > 0, true)?;
+            let bn = batch_norm_backward(&dbn_out, &bc.conv_out, &bc.bn, Some(&to_dtype(&blk.bn_weight, dt)?))?;
+            let conv = conv2d_backward(&bn.dx, &bc.input, &to_dtype(&blk.conv_weight, dt)?, &blk.conv_params(), i > 0, true)?;
             if let Some(dx) = conv.dx {
                 dhidden = dx;
             }
             blocks.push(BlockGrads {
-                conv_weight: conv.dweight.to_dtype(DType::F32)?,
+                conv_weight: to_dtype(&conv.dweight, DType::F32)?,
                 conv_bias: f32_grad(conv.dbias, "conv bias")?,
                 bn_weight: f32_grad(bn.dweight, "bn weight")?,
                 bn_bias: f32_grad(bn.dbias, "bn bias")?,
@@ -389,7 +389,7 @@ impl DiffcClassifier {
         }
         blocks.reverse();
         // 1. input_bn: nothing to learn.
-        Ok(Grads { blocks, fc_weight: fc.dweight.to_dtype(DType::F32)?, fc_bias: f32_grad(fc.dbias, "fc bias")? })
+        Ok(Grads { blocks, fc_weight: to_dtype(&fc.dweight, DType::F32)?, fc_bias: f32_grad(fc.dbias, "fc bias")? })
     }
 
     /// Names of the trainable parameters in torch's `named_parameters()` order.
@@ -442,7 +442,7 @@ impl DiffcClassifier {
     /// missing or extra key, or a shape that does not fit, is an error naming it. `from`
     /// names the source in errors.
     pub fn from_state_dict(tensors: &HashMap<String, Tensor>, dropout: f32, device: &Device, from: &str) -> Result<DiffcClassifier> {
-        let bad = |m: String| Error::Config(format!("{from}: {m}"));
+        let bad = |m: String| Error::BadInput(format!("{from}: {m}"));
         let get = |key: &str| -> Result<&Tensor> {
             tensors.get(key).ok_or_else(|| {
                 let near = nearest_keys(key, tensors.keys().map(String::as_str), 3);
@@ -467,7 +467,7 @@ impl DiffcClassifier {
                 return Err(bad(format!("`{key}` has shape {}, expected {} for this layout", t.shape(), Shape::from(dims))));
             }
             used.push(key);
-            t.to_dtype(DType::F32)?.to_device(device)
+            to_dtype(t, DType::F32)?.to_device(device)
         };
         let input_bn = BatchNormState {
             running_mean: take("input_bn.running_mean".into(), &[in_channels])?,
@@ -499,7 +499,7 @@ impl DiffcClassifier {
             if t.numel() != 1 || t.dtype().is_float() {
                 return Err(bad(format!("`{key}` must be one integer, got {} {}", t.shape(), t.dtype())));
             }
-            num_batches_tracked = t.to_dtype(DType::I64)?.to_vec::<i64>()?[0];
+            num_batches_tracked = to_dtype(t, DType::I64)?.to_vec::<i64>()?[0];
             used.push(key);
         }
         let mut extra: Vec<&String> = tensors.keys().filter(|k| !used.contains(k)).collect();

@@ -42,7 +42,7 @@ use crate::features::prefetch::{load_batch, Batch};
 use crate::features::store::ImageEntry;
 use crate::models::taps::TapRequest;
 use crate::tensor::{DType, Device, Tensor};
-use crate::{rng, Context, Error, Result};
+use crate::{ops, rng, Context, Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
@@ -80,7 +80,7 @@ impl TestNoise {
         match s {
             "epoch" => Ok(TestNoise::Epoch),
             "fixed" => Ok(TestNoise::Fixed),
-            _ => Err(Error::Config(format!("--test-noise {s}: expected epoch (fresh each epoch, the reference) or fixed"))),
+            _ => Err(Error::BadOption(format!("--test-noise {s}: expected epoch (fresh each epoch, the reference) or fixed"))),
         }
     }
 
@@ -292,7 +292,7 @@ impl Ahead {
                     }
                 }
             })
-            .map_err(|e| Error::Msg(format!("diffc online: cannot start the decode thread: {e}")))?;
+            .map_err(|e| Error::Internal(format!("diffc online: cannot start the decode thread: {e}")))?;
         Ok(Ahead { rx: Some(rx), worker: Some(worker), next: start })
     }
 
@@ -300,7 +300,7 @@ impl Ahead {
     fn take(&mut self, p: usize) -> Result<Batch> {
         let rx = self.rx.as_ref().expect("taken only in drop");
         loop {
-            let (q, batch) = rx.recv().map_err(|_| Error::Msg("diffc online: the decode thread stopped early".into()))?;
+            let (q, batch) = rx.recv().map_err(|_| Error::Internal("diffc online: the decode thread stopped early".into()))?;
             self.next = q + 1;
             if q == p {
                 return batch;
@@ -340,7 +340,7 @@ fn open_split(opts: &OnlineOptions, format: DatasetFormat, name: &str, what: &st
             .collect();
         folders.sort();
         let flat = !root.join(&opts.train_split).is_dir() && !root.join(&opts.test_split).is_dir();
-        return Err(Error::Config(format!(
+        return Err(Error::BadOption(format!(
             "dataset {}: an ImageFolder with no `{name}` split ({flag} {name}): online Diff-C reads {}/<class>/<image> for \
              training and {}/<class>/<image> for testing; the folders there are [{}]{}",
             root.display(),
@@ -377,7 +377,7 @@ impl OnlineSource {
     /// feature shape. Errors name what is wrong: a missing split, an unknown layer (listing the
     /// model's), a timestep out of range, a resolution the models cannot take.
     pub fn open(opts: &OnlineOptions) -> Result<OnlineSource> {
-        let bad = |m: String| Err(Error::Config(format!("diffc online: {m}")));
+        let bad = |m: String| Err(Error::BadOption(format!("diffc online: {m}")));
         if opts.resolution == 0 {
             return bad("--resolution must be at least 1".into());
         }
@@ -439,7 +439,7 @@ impl OnlineSource {
         if let Some(n) = opts.workers {
             pool = pool.num_threads(n.max(1));
         }
-        let pool = Arc::new(pool.build().map_err(|e| Error::Msg(format!("diffc online: cannot start the decode pool: {e}")))?);
+        let pool = Arc::new(pool.build().map_err(|e| Error::Internal(format!("diffc online: cannot start the decode pool: {e}")))?);
         let labels = [train.entries().iter().map(|e| e.label).collect(), test.entries().iter().map(|e| e.label).collect()];
         let plan = Plan {
             seed: opts.seed,
@@ -537,7 +537,7 @@ impl OnlineSource {
         self.stats.decode_wait_s += secs(t0.elapsed());
         self.stats.decode_s += secs(batch.decode_time);
         if let Some(f) = batch.failures.first() {
-            return Err(Error::Msg(format!(
+            return Err(Error::BadInput(format!(
                 "diffc online: image {} of the {} split ({}) cannot be read: {}; online training needs every image, so \
                  remove or fix it (`revelio extract` lists every unreadable image of a dataset in its manifest)",
                 f.path,
@@ -573,9 +573,9 @@ impl OnlineSource {
         let t0 = Instant::now();
         let (dtype, t) = (self.opts.model_dtype, self.opts.timestep);
         let dev = self.bb.device().clone();
-        let x0 = z.to_device(&dev)?.to_dtype(dtype)?;
+        let x0 = ops::to_dtype(&z.to_device(&dev)?, dtype)?;
         let x = if !self.bb.is_dit() || self.opts.dit_noise {
-            let eps = self.noise(split, epoch, items)?.to_device(&dev)?.to_dtype(dtype)?;
+            let eps = ops::to_dtype(&self.noise(split, epoch, items)?.to_device(&dev)?, dtype)?;
             self.bb.ddim.add_noise(&x0, &eps, &[t])?
         } else {
             x0
@@ -592,7 +592,7 @@ impl OnlineSource {
         self.stats.noise_s += secs(t0.elapsed());
         let t0 = Instant::now();
         let mut vals = self.bb.forward(&x, t, ctx.as_ref(), labels.as_ref(), std::slice::from_ref(&self.request))?;
-        let f = vals.remove(&self.request.name).ok_or_else(|| Error::Msg(format!("layer {} was not recorded", self.request.name)))?;
+        let f = vals.remove(&self.request.name).ok_or_else(|| Error::Internal(format!("layer {} was not recorded", self.request.name)))?;
         dev.synchronize()?;
         self.stats.model_s += secs(t0.elapsed());
         Ok(f)
@@ -619,7 +619,7 @@ impl FeatureSource for OnlineSource {
     fn features(&mut self, split: Split, epoch: usize, items: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
         let n = self.labels[index(split)].len();
         if let Some(&bad) = items.iter().find(|&&i| i >= n) {
-            return Err(Error::Msg(format!("item {bad} is out of range for the {} split of {n} images", split.name())));
+            return Err(Error::Internal(format!("item {bad} is out of range for the {} split of {n} images", split.name())));
         }
         if items.is_empty() {
             let [c, h, w] = self.shape;
@@ -634,7 +634,7 @@ impl FeatureSource for OnlineSource {
             Split::Train => self.stats.train_images += items.len(),
             Split::Test => self.stats.test_images += items.len(),
         }
-        f.to_dtype(dtype)?.to_device(device)
+        ops::to_dtype(&f, dtype)?.to_device(device)
     }
 }
 

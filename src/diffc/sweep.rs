@@ -121,7 +121,7 @@ pub fn sweep(
     device: &Device,
 ) -> Result<Vec<SweepRow>> {
     if layers.is_empty() || timesteps.is_empty() {
-        return Err(Error::Config("diffc sweep: give at least one layer and one timestep".into()));
+        return Err(Error::BadOption("diffc sweep: give at least one layer and one timestep".into()));
     }
     let store = FeatureStore::open(store_dir)?;
     for layer in layers {

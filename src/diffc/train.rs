@@ -57,7 +57,7 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     pub fn validate(&self, device: &Device) -> Result<DType> {
-        let bad = |m: String| Err(Error::Config(format!("diffc train: {m}")));
+        let bad = |m: String| Err(Error::BadOption(format!("diffc train: {m}")));
         if self.epochs == 0 || self.cosine_epochs == 0 {
             return bad(format!("epochs ({}) and cosine epochs ({}) must be >= 1", self.epochs, self.cosine_epochs));
         }
@@ -73,9 +73,9 @@ impl TrainConfig {
 
 /// `f32`, `bf16` or `f16`; 16-bit compute only on CUDA (the CPU backend computes in f32).
 pub fn parse_dtype(s: &str, device: &Device) -> Result<DType> {
-    let dt = DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::Config(format!("--dtype {s}: expected f32, bf16 or f16")))?;
+    let dt = DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::BadOption(format!("--dtype {s}: expected f32, bf16 or f16")))?;
     if dt != DType::F32 && device.is_cpu() {
-        return Err(Error::Config(format!("--dtype {s}: the CPU backend computes in f32; use --dtype f32 or a CUDA device")));
+        return Err(Error::BadOption(format!("--dtype {s}: the CPU backend computes in f32; use --dtype f32 or a CUDA device")));
     }
     Ok(dt)
 }
@@ -115,7 +115,7 @@ impl AdamW {
         let named = grads.named();
         let params = model.params_mut();
         if params.len() != named.len() || params.len() != self.states.len() {
-            return Err(Error::Msg(format!(
+            return Err(Error::Internal(format!(
                 "AdamW: {} parameters, {} gradients, {} optimizer states",
                 params.len(),
                 named.len(),
@@ -265,7 +265,7 @@ fn check_resumable(dir: &Path, old: &serde_json::Value, new: &serde_json::Value)
             }
         }
     }
-    Err(Error::Config(format!(
+    Err(Error::BadOption(format!(
         "{} holds a Diff-C run with other settings ({}); use another --out folder or delete it",
         dir.display(),
         differ.join("; ")
@@ -401,7 +401,7 @@ pub fn train(source: &mut dyn FeatureSource, opts: &ModelOptions, cfg: &TrainCon
         write_atomic(&out.join(METRICS), joined(&metrics).as_bytes())?;
         save_checkpoint(&ckpt_path, &run, &config)?;
     }
-    let (last, _) = metrics.last().ok_or_else(|| Error::Msg(format!("{}: no epoch finished", out.display())))?;
+    let (last, _) = metrics.last().ok_or_else(|| Error::Internal(format!("{}: no epoch finished", out.display())))?;
     let summary = TrainSummary {
         epochs: run.epochs_done,
         last_epoch: last.epoch,
@@ -451,7 +451,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
 pub fn read_run_config(dir: &Path) -> Result<serde_json::Value> {
     let path: PathBuf = dir.join(CONFIG);
     if !path.is_file() {
-        return Err(Error::Config(format!(
+        return Err(Error::BadInput(format!(
             "{}: not a Diff-C run folder (no {CONFIG}; `revelio diffc train --out DIR` writes one)",
             dir.display()
         )));

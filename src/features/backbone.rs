@@ -118,7 +118,7 @@ fn need(dir: &Path, sub: &str, kind: &str) -> Result<PathBuf> {
     if p.is_dir() {
         Ok(p)
     } else {
-        Err(Error::Config(format!(
+        Err(Error::BadInput(format!(
             "model folder {}: has no {sub}/, which a {kind} pipeline folder needs ({})",
             dir.display(),
             if kind == "Stable Diffusion" { "unet/, vae/, text_encoder/, tokenizer/, scheduler/" } else { "transformer/, vae/" }
@@ -152,7 +152,7 @@ impl Backbone {
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
                 .and_then(|v| v.get("_class_name").and_then(|c| c.as_str()).map(String::from));
-            return Err(Error::Config(match what {
+            return Err(Error::BadInput(match what {
                 Some(class) => format!(
                     "model folder {}: a single {class} component, not a pipeline folder; pass the folder holding unet/ \
                      (or transformer/), vae/ and the rest",
@@ -218,13 +218,13 @@ impl Backbone {
     pub fn encode(&self, images: &Tensor, posterior: Posterior, seed: u64, indices: &[usize]) -> Result<Tensor> {
         let post = self.vae.encode(images)?;
         let sf = self.vae.scaling_factor();
-        let mean = post.mean.to_dtype(DType::F32)?.to_f32_vec()?;
+        let mean = ops::to_dtype(&post.mean, DType::F32)?.to_f32_vec()?;
         let dims = post.mean.dims().to_vec();
         let per = dims[1..].iter().product::<usize>();
         let z: Vec<f32> = match posterior {
             Posterior::Mean => mean.iter().map(|m| m * sf).collect(),
             Posterior::Sample => {
-                let std = post.std()?.to_dtype(DType::F32)?.to_f32_vec()?;
+                let std = ops::to_dtype(&post.std()?, DType::F32)?.to_f32_vec()?;
                 let mut z = Vec::with_capacity(mean.len());
                 for (k, &i) in indices.iter().enumerate() {
                     let eps = rng::normal_vec(rng::derive(seed, &[i as u64, SAMPLE_STREAM]), 0, per);
@@ -242,7 +242,7 @@ impl Backbone {
             return Ok(t.clone());
         }
         let Net::Sd(sd) = &self.net else {
-            return Err(Error::Msg("prompts are for Stable Diffusion".into()));
+            return Err(Error::BadOption("prompts are for Stable Diffusion".into()));
         };
         let ids = sd.tokenizer.encode_batch(&[text], 77)?;
         let e = sd.text.forward(&ids, false)?.last_hidden_state;
@@ -264,7 +264,7 @@ impl Backbone {
             Conditioning::Captions => {
                 // Captions are mostly distinct: one pass over the batch, nothing cached.
                 let Net::Sd(sd) = &self.net else {
-                    return Err(Error::Msg("captions are for Stable Diffusion".into()));
+                    return Err(Error::BadOption("captions are for Stable Diffusion".into()));
                 };
                 let texts: Vec<&str> = entries.iter().map(|e| e.caption.as_deref().unwrap_or("")).collect();
                 return Ok(sd.text.forward(&sd.tokenizer.encode_batch(&texts, 77)?, false)?.last_hidden_state);
@@ -283,11 +283,11 @@ impl Backbone {
         let ts = Tensor::from_vec(vec![t as f32; b], [b], &Device::Cpu)?;
         match &self.net {
             Net::Sd(sd) => {
-                let ctx = context.ok_or_else(|| Error::Msg("the U-Net needs its conditioning".into()))?;
+                let ctx = context.ok_or_else(|| Error::Internal("the U-Net needs its conditioning".into()))?;
                 sd.unet.forward(x, &ts, ctx, &mut taps)?;
             }
             Net::Dit(dit) => {
-                let y = labels.ok_or_else(|| Error::Msg("DiT needs class labels".into()))?;
+                let y = labels.ok_or_else(|| Error::Internal("DiT needs class labels".into()))?;
                 let x = x.to_device(dit.device())?;
                 dit.forward(&x, &ts, y, &mut taps)?;
             }

@@ -120,7 +120,7 @@ pub enum FeaturesCommand {
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let bad = || Error::Config(format!("--shard {s}: expected i/n with 1 <= i <= n (e.g. $SLURM_ARRAY_TASK_ID/8)"));
+    let bad = || Error::BadOption(format!("--shard {s}: expected i/n with 1 <= i <= n (e.g. $SLURM_ARRAY_TASK_ID/8)"));
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
     let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
     if i == 0 || i > n {
@@ -130,7 +130,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize)> {
 }
 
 fn dtype(flag: &str, s: &str) -> Result<DType> {
-    DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::Config(format!("{flag} {s}: expected f32, f16 or bf16")))
+    DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::BadOption(format!("{flag} {s}: expected f32, f16 or bf16")))
 }
 
 impl ExtractArgs {
@@ -145,12 +145,12 @@ impl ExtractArgs {
         let posterior = match self.posterior.as_str() {
             "mean" => Posterior::Mean,
             "sample" => Posterior::Sample,
-            o => return Err(Error::Config(format!("--posterior {o}: expected mean or sample"))),
+            o => return Err(Error::BadOption(format!("--posterior {o}: expected mean or sample"))),
         };
         let dit_class = match self.dit_class.as_str() {
             "null" => DitClass::Null,
             "label" => DitClass::Label,
-            o => return Err(Error::Config(format!("--dit-class {o}: expected null or label"))),
+            o => return Err(Error::BadOption(format!("--dit-class {o}: expected null or label"))),
         };
         Ok(ExtractOptions {
             model: self.model.clone(),

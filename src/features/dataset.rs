@@ -44,7 +44,7 @@ impl DatasetFormat {
             "csv" => Ok(DatasetFormat::Csv),
             "jsonl" => Ok(DatasetFormat::Jsonl),
             "parquet" => Ok(DatasetFormat::Parquet),
-            _ => Err(Error::Config(format!("--format {s}: expected imagefolder, csv, jsonl or parquet"))),
+            _ => Err(Error::BadOption(format!("--format {s}: expected imagefolder, csv, jsonl or parquet"))),
         }
     }
 
@@ -110,7 +110,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
 /// `os.walk`'s tuples.
 fn walk_dirs(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
     if depth > 64 {
-        return Err(Error::Config(format!("{}: folders nested more than 64 deep (a link loop?)", dir.display())));
+        return Err(Error::BadInput(format!("{}: folders nested more than 64 deep (a link loop?)", dir.display())));
     }
     out.push(dir.to_path_buf());
     for (_, path, is_dir) in read_dir_sorted(dir)? {
@@ -131,7 +131,7 @@ impl Dataset {
     pub fn open(path: impl AsRef<Path>, opts: &DatasetOptions) -> Result<Dataset> {
         let path = path.as_ref();
         if !path.exists() {
-            return Err(Error::Config(format!("dataset {}: no such file or folder", path.display())));
+            return Err(Error::BadInput(format!("dataset {}: no such file or folder", path.display())));
         }
         let format = match opts.format {
             Some(f) => f,
@@ -159,7 +159,7 @@ impl Dataset {
             "csv" => Ok(DatasetFormat::Csv),
             "jsonl" | "ndjson" => Ok(DatasetFormat::Jsonl),
             "parquet" => Ok(DatasetFormat::Parquet),
-            _ => Err(Error::Config(format!(
+            _ => Err(Error::BadInput(format!(
                 "dataset {}: a file ending in .{ext}; expected an ImageFolder folder, a .csv or .jsonl manifest, \
                  or parquet files (or name the kind with --format)",
                 path.display()
@@ -170,12 +170,12 @@ impl Dataset {
     /// torchvision's ImageFolder numbering (module docs).
     pub fn image_folder(root: &Path) -> Result<Dataset> {
         if !root.is_dir() {
-            return Err(Error::Config(format!("ImageFolder {}: not a folder", root.display())));
+            return Err(Error::BadInput(format!("ImageFolder {}: not a folder", root.display())));
         }
         let classes: Vec<(String, PathBuf)> =
             read_dir_sorted(root)?.into_iter().filter(|e| e.2).map(|(n, p, _)| (n, p)).collect();
         if classes.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "ImageFolder {}: no class folders (expected root/<class>/<image>)",
                 root.display()
             )));
@@ -201,14 +201,14 @@ impl Dataset {
             }
         }
         if entries.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "ImageFolder {}: no images in its class folders (looked for {})",
                 root.display(),
                 IMG_EXTENSIONS.join(" ")
             )));
         }
         if !empty.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "ImageFolder {}: no images in class folder(s) {} (torchvision's ImageFolder refuses this too); \
                  remove them or add images",
                 root.display(),
@@ -276,7 +276,7 @@ impl Dataset {
         let (root, files) = if path.is_dir() {
             let files = parquet_files(path)?;
             if files.is_empty() {
-                return Err(Error::Config(format!("{}: no .parquet files below this folder", path.display())));
+                return Err(Error::BadInput(format!("{}: no .parquet files below this folder", path.display())));
             }
             (path.to_path_buf(), files)
         } else {
@@ -285,7 +285,7 @@ impl Dataset {
         };
         let opened = hf_parquet::open(&root, &files, columns)?;
         if opened.entries.is_empty() {
-            return Err(Error::Config(format!("{}: the parquet files hold no rows", path.display())));
+            return Err(Error::BadInput(format!("{}: the parquet files hold no rows", path.display())));
         }
         Ok(Dataset {
             path: path.to_path_buf(),
@@ -303,7 +303,7 @@ impl Dataset {
         if !keep.iter().any(|&k| k) {
             let splits: BTreeSet<&str> = self.entries.iter().map(|e| e.split.as_str()).collect();
             let splits: Vec<&str> = splits.into_iter().map(|s| if s.is_empty() { "(none)" } else { s }).collect();
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "dataset {}: no images in split `{split}`; its splits are {}",
                 self.root.display(),
                 splits.join(", ")
@@ -374,7 +374,7 @@ impl Dataset {
     /// Reads and decodes image `i` to RGB; errors name its path.
     pub fn load_image(&self, i: usize) -> Result<RgbImage> {
         let bytes = self.read_bytes(i)?;
-        RgbImage::decode(&bytes).map_err(|e| Error::Msg(format!("{}: {e}", self.entries[i].path)))
+        RgbImage::decode(&bytes).map_err(|e| Error::BadInput(format!("{}: {e}", self.entries[i].path)))
     }
 }
 
@@ -514,7 +514,7 @@ pub fn record(ds: &Dataset, opts: &DatasetOptions, settings: &mut serde_json::Ma
 pub fn reopen(manifest: &crate::features::Manifest) -> Result<Dataset> {
     let s = &manifest.settings;
     let text = |k: &str| s.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
-    let path = text("dataset").ok_or_else(|| Error::Config("the feature store does not record its dataset's path".into()))?;
+    let path = text("dataset").ok_or_else(|| Error::BadInput("the feature store does not record its dataset's path".into()))?;
     let opts = DatasetOptions {
         format: text("dataset_format").map(|f| DatasetFormat::parse(&f)).transpose()?,
         split: text("split"),
@@ -522,7 +522,7 @@ pub fn reopen(manifest: &crate::features::Manifest) -> Result<Dataset> {
     };
     let ds = Dataset::open(&path, &opts)?;
     if ds.entries().len() != manifest.images.len() || ds.entries().iter().zip(&manifest.images).any(|(a, b)| a.path != b.path) {
-        return Err(Error::Config(format!("{path}: the dataset has changed since the features were extracted")));
+        return Err(Error::BadInput(format!("{path}: the dataset has changed since the features were extracted")));
     }
     Ok(ds)
 }

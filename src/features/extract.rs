@@ -135,7 +135,7 @@ fn grid(range: std::ops::Range<usize>, size: usize) -> Vec<(usize, usize)> {
 }
 
 fn check(opts: &ExtractOptions, ds: &Dataset) -> Result<()> {
-    let bad = |m: String| Err(Error::Config(m));
+    let bad = |m: String| Err(Error::BadOption(m));
     if opts.layers.is_empty() {
         return bad("--layers: name at least one layer".into());
     }
@@ -230,7 +230,7 @@ fn pool(f: &Tensor, pooling: Pooling) -> Result<(Vec<f32>, Vec<usize>)> {
         Pooling::Tokens => (ops::nchw_to_tokens(f)?, vec![h * w, c]),
         Pooling::Avg(oh, ow) => (ops::adaptive_avg_pool2d(f, (oh, ow))?, vec![c, oh, ow]),
     };
-    let v = t.to_dtype(DType::F32)?.to_f32_vec()?;
+    let v = ops::to_dtype(&t, DType::F32)?.to_f32_vec()?;
     debug_assert_eq!(v.len(), b * shape.iter().product::<usize>());
     Ok((v, shape))
 }
@@ -286,9 +286,7 @@ impl Run<'_> {
         let off = (start - lat.start) * self.latent_per;
         let mut dims = self.latent_dims.clone();
         dims[0] = n;
-        Tensor::from_vec(lat.data[off..off + n * self.latent_per].to_vec(), dims, &Device::Cpu)?
-            .to_device(self.bb.device())?
-            .to_dtype(self.opts.model_dtype)
+        ops::to_dtype(&Tensor::from_vec(lat.data[off..off + n * self.latent_per].to_vec(), dims, &Device::Cpu)?.to_device(self.bb.device())?, self.opts.model_dtype)
     }
 
     /// The noise of images `idx` at timestep t, draw d: [n, L, h, w] on the model's device.
@@ -300,7 +298,7 @@ impl Run<'_> {
             .collect();
         let mut dims = self.latent_dims.clone();
         dims[0] = idx.len();
-        Tensor::from_vec(eps, dims, &Device::Cpu)?.to_device(self.bb.device())?.to_dtype(self.opts.model_dtype)
+        ops::to_dtype(&Tensor::from_vec(eps, dims, &Device::Cpu)?.to_device(self.bb.device())?, self.opts.model_dtype)
     }
 
     /// Pooled features of images `idx` for every (layer, timestep), in the order layer-major:
@@ -329,7 +327,7 @@ impl Run<'_> {
                 let x = if noised { self.bb.ddim.add_noise(&x0, &self.noise(idx, t, d)?, &[t])? } else { x0.clone() };
                 let vals = self.bb.forward(&x, t, ctx.as_ref(), labels.as_ref(), &self.requests)?;
                 for (li, r) in self.requests.iter().enumerate() {
-                    let v = vals.get(&r.name).ok_or_else(|| Error::Msg(format!("layer {} was not recorded", r.name)))?;
+                    let v = vals.get(&r.name).ok_or_else(|| Error::Internal(format!("layer {} was not recorded", r.name)))?;
                     let (p, shape) = pool(v, opts.pooling)?;
                     let slot = &mut out[li * nt + ti];
                     if slot.0.is_empty() {
@@ -358,12 +356,12 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
     let requests = bb.resolve(&opts.layers)?;
     let steps = bb.ddim.alphas_cumprod().len();
     if let Some(&t) = opts.timesteps.iter().find(|&&t| t >= steps) {
-        return Err(Error::Config(format!("--timesteps: {t} is out of range; the training schedule has {steps} steps (0..={})", steps - 1)));
+        return Err(Error::BadOption(format!("--timesteps: {t} is out of range; the training schedule has {steps} steps (0..={})", steps - 1)));
     }
     let dit_classes = bb.dit_classes();
     if let (Some(classes), DitClass::Label) = (dit_classes, opts.dit_class) {
         if let Some(e) = ds.entries().iter().find(|e| e.label < 0 || e.label as usize >= classes) {
-            return Err(Error::Config(format!("--dit-class label: image {} has label {}, DiT has classes 0..{classes}", e.path, e.label)));
+            return Err(Error::BadInput(format!("--dit-class label: image {} has label {}, DiT has classes 0..{classes}", e.path, e.label)));
         }
     }
 
@@ -429,7 +427,7 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
         }
         let mut got = 0;
         while got < to_decode {
-            let batch = prefetch.next().ok_or_else(|| Error::Msg("the decode pipeline ended early".into()))??;
+            let batch = prefetch.next().ok_or_else(|| Error::Internal("the decode pipeline ended early".into()))??;
             summary.decode += batch.decode_time;
             let z = run.bb.encode(&batch.images, opts.posterior, opts.seed, &batch.indices)?.to_f32_vec()?;
             let failed: HashSet<usize> = batch.failures.iter().map(|f| f.index).collect();
@@ -478,7 +476,7 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
                     v[(f.index - s) * per..(f.index - s + 1) * per].fill(0.0);
                 }
                 let dims: Vec<usize> = std::iter::once(c).chain(shape).collect();
-                let t = Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(opts.dtype)?;
+                let t = ops::to_dtype(&Tensor::from_vec(v, dims, &Device::Cpu)?, opts.dtype)?;
                 features.push(((opts.layers[k / nt].clone(), opts.timesteps[k % nt]), t));
             }
             summary.failures += fails.len();

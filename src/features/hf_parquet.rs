@@ -124,12 +124,12 @@ fn top_level_names(leaves: &[(String, usize)]) -> Vec<String> {
 
 /// Reads a whole leaf column of one row group: one entry per row, `None` for nulls.
 fn read_column(reader: &SerializedFileReader<File>, group: usize, leaf: usize) -> Result<Vec<Option<ColumnValue>>> {
-    let rg = reader.get_row_group(group).map_err(|e| Error::Msg(format!("row group {group}: {e}")))?;
+    let rg = reader.get_row_group(group).map_err(|e| Error::BadInput(format!("row group {group}: {e}")))?;
     let rows = rg.metadata().num_rows() as usize;
     let max_def = rg.metadata().column(leaf).column_descr().max_def_level();
-    let col = rg.get_column_reader(leaf).map_err(|e| Error::Msg(format!("row group {group}: {e}")))?;
+    let col = rg.get_column_reader(leaf).map_err(|e| Error::BadInput(format!("row group {group}: {e}")))?;
     let mut defs: Vec<i16> = Vec::new();
-    let err = |e: parquet::errors::ParquetError| Error::Msg(format!("row group {group}: {e}"));
+    let err = |e: parquet::errors::ParquetError| Error::BadInput(format!("row group {group}: {e}"));
     // Reads all records of the chunk into `values`, then spreads them over the rows by
     // definition level (a value is present where the level is the maximum).
     macro_rules! read_all {
@@ -138,7 +138,7 @@ fn read_column(reader: &SerializedFileReader<File>, group: usize, leaf: usize) -
             while total < rows {
                 let (recs, _, _) = $r.read_records(rows - total, Some(&mut defs), None, &mut $values).map_err(err)?;
                 if recs == 0 {
-                    return Err(Error::Msg(format!("row group {group}: column ended after {total} of {rows} rows")));
+                    return Err(Error::BadInput(format!("row group {group}: column ended after {total} of {rows} rows")));
                 }
                 total += recs;
             }
@@ -160,7 +160,7 @@ fn read_column(reader: &SerializedFileReader<File>, group: usize, leaf: usize) -
             read_all!(r, v);
             v.into_iter().map(|x| ColumnValue::Int(x as i64)).collect()
         }
-        _ => return Err(Error::Msg("the column is neither integers nor bytes".into())),
+        _ => return Err(Error::BadInput("the column is neither integers nor bytes".into())),
     };
     if max_def == 0 {
         return Ok(present.into_iter().map(Some).collect());

@@ -41,7 +41,7 @@ impl RgbImage {
     /// `data`: [height, width, 3] interleaved RGB.
     pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<RgbImage> {
         if width == 0 || height == 0 || data.len() != width * height * 3 {
-            return Err(Error::Msg(format!(
+            return Err(Error::Internal(format!(
                 "RGB image {width}x{height} needs {} bytes, got {}",
                 width * height * 3,
                 data.len()
@@ -68,11 +68,11 @@ impl RgbImage {
     pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
         let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
-            .map_err(|e| Error::Msg(format!("cannot read image: {e}")))?;
+            .map_err(|e| Error::BadInput(format!("cannot read image: {e}")))?;
         if reader.format().is_none() {
-            return Err(Error::Msg("not a JPEG, PNG or WebP image (unrecognised content)".into()));
+            return Err(Error::BadInput("not a JPEG, PNG or WebP image (unrecognised content)".into()));
         }
-        let img = reader.decode().map_err(|e| Error::Msg(format!("cannot decode image: {e}")))?;
+        let img = reader.decode().map_err(|e| Error::BadInput(format!("cannot decode image: {e}")))?;
         Ok(to_rgb_like_pil(img))
     }
 
@@ -85,7 +85,7 @@ impl RgbImage {
     /// Pixels `top..top + height`, `left..left + width` (must lie inside the image).
     pub fn crop(&self, top: usize, left: usize, height: usize, width: usize) -> Result<RgbImage> {
         if height == 0 || width == 0 || top + height > self.height || left + width > self.width {
-            return Err(Error::Msg(format!(
+            return Err(Error::Internal(format!(
                 "crop {height}x{width} at ({top}, {left}) does not fit in a {}x{} image",
                 self.height, self.width
             )));
@@ -112,7 +112,7 @@ impl RgbImage {
     /// PIL's `Image.resize((width, height), Image.BILINEAR)` (see the module docs).
     pub fn resize_bilinear(&self, width: usize, height: usize) -> Result<RgbImage> {
         if width == 0 || height == 0 {
-            return Err(Error::Msg(format!("cannot resize a {}x{} image to {height}x{width}", self.height, self.width)));
+            return Err(Error::Internal(format!("cannot resize a {}x{} image to {height}x{width}", self.height, self.width)));
         }
         if width == self.width && height == self.height {
             return Ok(self.clone());
@@ -295,7 +295,7 @@ fn half_round_even(d: usize) -> usize {
 /// torchvision's `CenterCrop((height, width))` of an image at least that large.
 pub fn center_crop(img: &RgbImage, height: usize, width: usize) -> Result<RgbImage> {
     if height > img.height || width > img.width {
-        return Err(Error::Msg(format!("center crop {height}x{width} is larger than the {}x{} image", img.height, img.width)));
+        return Err(Error::Internal(format!("center crop {height}x{width} is larger than the {}x{} image", img.height, img.width)));
     }
     img.crop(half_round_even(img.height - height), half_round_even(img.width - width), height, width)
 }
@@ -387,14 +387,14 @@ impl Preprocess {
         match *self {
             Preprocess::Eval { resolution } => {
                 if resolution == 0 {
-                    return Err(Error::Config("--resolution must be at least 1".into()));
+                    return Err(Error::BadOption("--resolution must be at least 1".into()));
                 }
                 let (w, h) = resize_short_side_dims(img.width, img.height, resolution);
                 center_crop(&img.resize_bilinear(w, h)?, resolution, resolution)
             }
             Preprocess::Augment { resolution, seed, epoch } => {
                 if resolution == 0 {
-                    return Err(Error::Config("--resolution must be at least 1".into()));
+                    return Err(Error::BadOption("--resolution must be at least 1".into()));
                 }
                 let crop_seed = rng::derive(seed, &[epoch, index as u64, 0]);
                 let b = random_resized_crop_box(img.width, img.height, (0.8, 1.0), (3.0 / 4.0, 4.0 / 3.0), crop_seed);

@@ -24,16 +24,16 @@ pub fn find_parts(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     if parts.is_empty() {
-        return Err(Error::Config(format!("{}: no part-I-of-N folders (what `revelio extract --shard i/n` writes)", dir.display())));
+        return Err(Error::BadInput(format!("{}: no part-I-of-N folders (what `revelio extract --shard i/n` writes)", dir.display())));
     }
     parts.sort();
     let n = parts[0].1;
     if let Some(p) = parts.iter().find(|p| p.1 != n) {
-        return Err(Error::Config(format!("{}: parts of different splits ({} and {})", dir.display(), parts[0].2.display(), p.2.display())));
+        return Err(Error::BadInput(format!("{}: parts of different splits ({} and {})", dir.display(), parts[0].2.display(), p.2.display())));
     }
     let missing: Vec<String> = (0..n).filter(|i| !parts.iter().any(|p| p.0 == *i)).map(|i| format!("{}/{n}", i + 1)).collect();
     if !missing.is_empty() {
-        return Err(Error::Config(format!("{}: parts {} have not been written (run those --shard values)", dir.display(), missing.join(", "))));
+        return Err(Error::BadInput(format!("{}: parts {} have not been written (run those --shard values)", dir.display(), missing.join(", "))));
     }
     Ok(parts.into_iter().map(|p| p.2).collect())
 }
@@ -50,7 +50,7 @@ fn common(m: &Manifest) -> Manifest {
 
 /// Joins `parts` into the store `out` (which may be their parent folder) and removes them.
 pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
-    let first = parts.first().ok_or_else(|| Error::Config("merge: no parts given".into()))?;
+    let first = parts.first().ok_or_else(|| Error::BadOption("merge: no parts given".into()))?;
     let m0 = read_manifest(first)?;
     let mut merged = common(&m0);
     let mut shards = Vec::new();
@@ -59,7 +59,7 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
     for p in parts {
         let m = read_manifest(p)?;
         if common(&m) != merged {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "{} and {} come from different runs (model, layers, timesteps, pooling, dtype, seed, images or settings differ)",
                 first.display(),
                 p.display()
@@ -68,7 +68,7 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
         for (k, v) in &m.feature_shapes {
             if let Some(prev) = shapes.insert(k.clone(), v.clone()) {
                 if prev != *v {
-                    return Err(Error::Config(format!("{}: features {k} have shape {v:?}, other parts {prev:?}", p.display())));
+                    return Err(Error::BadInput(format!("{}: features {k} have shape {v:?}, other parts {prev:?}", p.display())));
                 }
             }
         }
@@ -80,7 +80,7 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
     for (s, p) in &shards {
         if s.start != next {
             let what = if s.start > next { "have no features" } else { "are in two parts" };
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "images {next}..{} {what} (at {}): rerun the parts that did not finish, then merge again",
                 s.start.max(next),
                 p.display()
@@ -89,7 +89,7 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
         next = s.start + s.count;
     }
     if next != merged.images.len() {
-        return Err(Error::Config(format!(
+        return Err(Error::BadInput(format!(
             "images {next}..{} have no features: rerun the parts that did not finish, then merge again",
             merged.images.len()
         )));

@@ -74,13 +74,13 @@ impl Prefetcher {
         threads: Option<usize>,
     ) -> Result<Prefetcher> {
         if let Some(&bad) = batches.iter().flatten().find(|&&i| i >= dataset.len()) {
-            return Err(Error::Config(format!("prefetch: image index {bad} is past the dataset's {} images", dataset.len())));
+            return Err(Error::Internal(format!("prefetch: image index {bad} is past the dataset's {} images", dataset.len())));
         }
         let mut builder = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("revelio-decode-{i}"));
         if let Some(n) = threads {
             builder = builder.num_threads(n.max(1));
         }
-        let pool = builder.build().map_err(|e| Error::Msg(format!("prefetch: cannot start the decode pool: {e}")))?;
+        let pool = builder.build().map_err(|e| Error::Internal(format!("prefetch: cannot start the decode pool: {e}")))?;
         let (tx, rx) = sync_channel(depth.max(1));
         let worker = std::thread::Builder::new()
             .name("revelio-prefetch".into())
@@ -93,7 +93,7 @@ impl Prefetcher {
                     }
                 }
             })
-            .map_err(|e| Error::Msg(format!("prefetch: cannot start its thread: {e}")))?;
+            .map_err(|e| Error::Internal(format!("prefetch: cannot start its thread: {e}")))?;
         Ok(Prefetcher { rx: Some(rx), worker: Some(worker), waited: Duration::ZERO })
     }
 
@@ -107,7 +107,7 @@ impl Prefetcher {
         threads: Option<usize>,
     ) -> Result<Prefetcher> {
         if batch_size == 0 {
-            return Err(Error::Config("--batch-size must be at least 1".into()));
+            return Err(Error::BadOption("--batch-size must be at least 1".into()));
         }
         let idx: Vec<usize> = range.collect();
         let batches = idx.chunks(batch_size).map(|c| c.to_vec()).collect();

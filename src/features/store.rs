@@ -68,7 +68,7 @@ impl Pooling {
             "none" => Ok(Pooling::None),
             "tokens" => Ok(Pooling::Tokens),
             _ => {
-                let bad = || Error::Config(format!("--pooling {s}: expected mean, none, tokens or avg:HxW"));
+                let bad = || Error::BadOption(format!("--pooling {s}: expected mean, none, tokens or avg:HxW"));
                 let hw = s.strip_prefix("avg:").ok_or_else(bad)?;
                 let (h, w) = hw.split_once('x').ok_or_else(bad)?;
                 let (h, w) = (h.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?);
@@ -128,7 +128,7 @@ impl Manifest {
     }
 
     pub fn dtype(&self) -> Result<DType> {
-        DType::parse(&self.dtype).ok_or_else(|| Error::Config(format!("manifest dtype `{}` is not f32, f16 or bf16", self.dtype)))
+        DType::parse(&self.dtype).ok_or_else(|| Error::BadInput(format!("manifest dtype `{}` is not f32, f16 or bf16", self.dtype)))
     }
 
     /// Images covered by complete shards.
@@ -151,7 +151,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 
 /// Writes `manifest` to `dir/manifest.json` atomically.
 pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let text = serde_json::to_string_pretty(manifest).map_err(|e| Error::Msg(format!("manifest: {e}")))?;
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| Error::Internal(format!("manifest: {e}")))?;
     write_atomic(&dir.join(MANIFEST), text.as_bytes())
 }
 
@@ -176,7 +176,7 @@ impl FeatureStore {
             }
         }
         if let Some(part) = manifest.settings.get("part") {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "{}: part {part} of a sharded run; join the parts first with `revelio features merge {}`",
                 dir.display(),
                 dir.parent().unwrap_or(Path::new(".")).display()
@@ -222,7 +222,7 @@ impl FeatureStore {
     pub fn feature_shape(&self, layer: &str, timestep: usize) -> Result<Vec<usize>> {
         let key = feature_key(layer, timestep);
         self.manifest.feature_shapes.get(&key).cloned().ok_or_else(|| {
-            Error::Config(format!(
+            Error::BadOption(format!(
                 "{}: no features for layer `{layer}` at timestep {timestep}; the store has layers [{}] at timesteps {:?}",
                 self.dir.display(),
                 self.manifest.layers.join(", "),
@@ -257,7 +257,7 @@ impl FeatureStore {
                 .shards
                 .partition_point(|sh| sh.start + sh.count <= idx);
             let sh = self.manifest.shards.get(s).filter(|sh| sh.start <= idx).ok_or_else(|| {
-                Error::Config(format!("{}: image {idx} has no features (the store holds {})", self.dir.display(), self.len()))
+                Error::BadInput(format!("{}: image {idx} has no features (the store holds {})", self.dir.display(), self.len()))
             })?;
             // A run of consecutive indices inside one shard is read as one slice.
             let mut run = 1;
@@ -301,7 +301,7 @@ impl FeatureStoreWriter {
             let same = Manifest { shards: vec![], failures: vec![], feature_shapes: HashMap::new(), ..existing.clone() };
             let asked = Manifest { shards: vec![], failures: vec![], feature_shapes: HashMap::new(), ..manifest.clone() };
             if same != asked {
-                return Err(Error::Config(format!(
+                return Err(Error::BadOption(format!(
                     "{} holds a feature store made with other settings (model, layers, timesteps, pooling, dtype, seed, \
                      images or settings differ); use another --out folder or delete it",
                     dir.display()
@@ -326,7 +326,7 @@ impl FeatureStoreWriter {
     /// on the CPU.
     pub fn read_shard(&self, start: usize, count: usize, layer: &str, timestep: usize) -> Result<Tensor> {
         let sh = self.manifest.shards.iter().find(|s| s.start == start && s.count == count).ok_or_else(|| {
-            Error::Config(format!("{}: no shard of images {start}..{}", self.dir.display(), start + count))
+            Error::BadInput(format!("{}: no shard of images {start}..{}", self.dir.display(), start + count))
         })?;
         SafeTensorsFile::open(self.dir.join(&sh.file))?.load(&feature_key(layer, timestep), DType::F32, &Device::Cpu)
     }
@@ -357,7 +357,7 @@ impl FeatureStoreWriter {
         let mut named: Vec<(String, &Tensor)> = vec![("index".into(), &index), ("label".into(), &labels)];
         for ((layer, t), x) in features {
             if x.dims().first() != Some(&count) {
-                return Err(Error::Msg(format!("shard at {start}: features {layer}@{t} have shape {}, expected {count} rows", x.shape())));
+                return Err(Error::Internal(format!("shard at {start}: features {layer}@{t} have shape {}, expected {count} rows", x.shape())));
             }
             let key = feature_key(layer, *t);
             self.manifest.feature_shapes.insert(key.clone(), x.dims()[1..].to_vec());

@@ -1,5 +1,7 @@
-//! Files: safetensors reading (memory-mapped) and writing, and atomic writes.
+//! Files: safetensors reading (memory-mapped) and writing, component `config.json` parsing, and
+//! atomic writes.
 
+pub mod config;
 pub mod safetensors;
 
 pub use self::safetensors::{save_safetensors, SafeTensorsFile};

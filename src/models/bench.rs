@@ -73,7 +73,7 @@ fn forward_once(model: &Component, args: &BenchArgs, inputs: &[Tensor]) -> Resul
         Component::Vae(vae) => match args.vae.as_str() {
             "encode" => Ok(Some(vae.encode(&inputs[0])?.mode())),
             "decode" => Ok(Some(vae.decode(&inputs[0])?)),
-            other => Err(Error::Config(format!("--vae {other}: expected encode or decode"))),
+            other => Err(Error::BadOption(format!("--vae {other}: expected encode or decode"))),
         },
         Component::TextEncoder(clip) => Ok(Some(clip.forward(&inputs[0], false)?.last_hidden_state)),
     }
@@ -83,9 +83,9 @@ fn forward_once(model: &Component, args: &BenchArgs, inputs: &[Tensor]) -> Resul
 fn inputs_for(model: &Component, args: &BenchArgs, dtype: DType, device: &Device) -> Result<Vec<Tensor>> {
     let (b, lat) = (args.batch_size, args.resolution / 8);
     if args.resolution % 8 != 0 || lat == 0 {
-        return Err(Error::Config(format!("--resolution {}: must be a positive multiple of 8", args.resolution)));
+        return Err(Error::BadOption(format!("--resolution {}: must be a positive multiple of 8", args.resolution)));
     }
-    let randn = |dims: Vec<usize>, seed| -> Result<Tensor> { Tensor::randn(dims, seed, device)?.to_dtype(dtype) };
+    let randn = |dims: Vec<usize>, seed| -> Result<Tensor> { ops::to_dtype(&Tensor::randn(dims, seed, device)?, dtype) };
     let t = Tensor::full([b], args.timestep as f32, DType::F32, device)?;
     Ok(match model {
         Component::Unet(unet) => {
@@ -160,7 +160,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "images_per_s": images_per_s, "flops_per_forward": flops, "tflops": tflops,
             "peak_bytes": peak, "ceilings": {"matrix_tflops": ceil.matrix_tflops, "copy_gbps": ceil.copy_gbps},
         });
-        crate::io::write_atomic(path, serde_json::to_string_pretty(&doc).map_err(|e| Error::Msg(e.to_string()))?.as_bytes())?;
+        crate::io::write_atomic(path, serde_json::to_string_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))?.as_bytes())?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use super::dit::DiT;
 use super::ldm::SingleFile;
 use super::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use super::vae::{AutoencoderKL, AutoencoderKLConfig};
+use crate::io::config::read_config;
 use crate::tensor::{DType, Device};
 use crate::{Error, Result};
 use serde_json::Value;
@@ -28,7 +29,7 @@ impl ComponentKind {
             "vae" => Ok(ComponentKind::Vae),
             "text_encoder" | "clip" => Ok(ComponentKind::TextEncoder),
             "transformer" | "dit" => Ok(ComponentKind::Dit),
-            other => Err(Error::Config(format!("--component {other}: expected unet, vae, text_encoder or transformer"))),
+            other => Err(Error::BadOption(format!("--component {other}: expected unet, vae, text_encoder or transformer"))),
         }
     }
 
@@ -64,8 +65,7 @@ impl Component {
 /// The kind of the component folder `dir`, from its config.json.
 fn kind_of_folder(dir: &Path) -> Result<ComponentKind> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
+    let v = Value::Object(read_config(&path, "model")?);
     if let Some(class) = v["_class_name"].as_str() {
         return match class {
             "UNet2DConditionModel" => Ok(ComponentKind::Unet),
@@ -93,7 +93,7 @@ pub fn resolve(path: &Path, component: Option<&str>) -> Result<Source> {
     let wanted = component.map(ComponentKind::parse).transpose()?;
     if path.is_file() {
         let kind = wanted.ok_or_else(|| {
-            Error::Config(format!(
+            Error::BadOption(format!(
                 "{} is a single-file checkpoint: say which part to run with --component unet|vae|text_encoder",
                 path.display()
             ))
@@ -106,7 +106,7 @@ pub fn resolve(path: &Path, component: Option<&str>) -> Result<Source> {
                 .into_iter()
                 .filter(|c| path.join(c).join("config.json").is_file())
                 .collect();
-            Error::Config(format!(
+            Error::BadOption(format!(
                 "{} is a pipeline folder: choose a component with --component ({})",
                 path.display(),
                 present.join(", ")
@@ -119,7 +119,7 @@ pub fn resolve(path: &Path, component: Option<&str>) -> Result<Source> {
         let kind = kind_of_folder(path)?;
         if let Some(w) = wanted {
             if w != kind {
-                return Err(Error::Config(format!("{} holds a {kind:?} model, not a {w:?}", path.display())));
+                return Err(Error::BadOption(format!("{} holds a {kind:?} model, not a {w:?}", path.display())));
             }
         }
         return Ok(Source::Folder(path.to_path_buf(), kind));
@@ -144,12 +144,7 @@ pub fn resolve(path: &Path, component: Option<&str>) -> Result<Source> {
 /// A component config.json given on the command line, for single-file checkpoints whose
 /// structure is not the built-in SD 1.5 / 2.1 one.
 fn config_override(config: Option<&Path>) -> Result<Option<Value>> {
-    config
-        .map(|p| {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            serde_json::from_str(&text).map_err(|e| Error::format(p, format!("not valid JSON: {e}")))
-        })
-        .transpose()
+    config.map(|p| Ok(Value::Object(read_config(p, "model")?))).transpose()
 }
 
 /// Loads the component at `path` in `dtype` on `device`. `config`: a diffusers config.json for

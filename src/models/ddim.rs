@@ -13,6 +13,8 @@
 //! default, but every SD config sets it false), thresholding, rescale_betas_zero_snr, other
 //! schedules.
 
+use crate::config_fields;
+use crate::io::config::{parse_config, read_config};
 use crate::ops;
 use crate::tensor::{Shape, Tensor};
 use crate::{Error, Result};
@@ -85,29 +87,14 @@ impl DdimConfig {
 
     /// Reads a diffusers `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let json: Value =
-            serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
-        let Value::Object(map) = json else {
-            return Err(Error::format(path, "expected a JSON object of scheduler settings"));
-        };
-        let cfg = DdimConfig::from_map(&map).map_err(|msg| Error::format(path, msg))?;
-        cfg.validate().map_err(|msg| Error::format(path, msg))?;
-        Ok(cfg)
+        parse_config(path, &read_config(path, "scheduler")?, Self::from_map, Self::validate)
     }
 
     /// The config from a parsed JSON object, field by field so that a bad value is named.
-    fn from_map(map: &Map<String, Value>) -> std::result::Result<Self, String> {
+    /// Unknown keys are ignored without a warning, as diffusers ignores them.
+    fn from_map(_source: &Path, map: &Map<String, Value>) -> std::result::Result<Self, String> {
         let mut c = DdimConfig::default();
-        macro_rules! fields {
-            ($($name:ident),*) => {$(
-                if let Some(v) = map.get(stringify!($name)) {
-                    c.$name = serde_json::from_value(v.clone())
-                        .map_err(|e| format!("`{}` = {v}: {e}", stringify!($name)))?;
-                }
-            )*};
-        }
-        fields!(
+        config_fields!(map, c;
             num_train_timesteps,
             beta_start,
             beta_end,
@@ -189,7 +176,7 @@ pub struct Ddim {
 
 impl Ddim {
     pub fn new(config: DdimConfig) -> Result<Self> {
-        config.validate().map_err(|msg| Error::Config(format!("DDIM scheduler: {msg}")))?;
+        config.validate().map_err(|msg| Error::Unsupported(format!("DDIM scheduler: {msg}")))?;
         let n = config.num_train_timesteps;
         // betas in f32 (scaled_linear: linspace of the square roots, squared in f32).
         let betas: Vec<f32> = match config.beta_schedule.as_str() {
@@ -259,7 +246,7 @@ impl Ddim {
         let t_train = self.config.num_train_timesteps;
         let n = num_inference_steps;
         if n == 0 || n > t_train {
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "DDIM set_timesteps: num_inference_steps {n} must be in 1..={t_train} (num_train_timesteps)"
             )));
         }
@@ -290,7 +277,7 @@ impl Ddim {
                 // values and diffusers' list ends in -1 (scheduling_ddim.py:375, set_timesteps,
                 // "trailing" branch), which its step would index from the end. Refuse those.
                 if ts.len() != n || ts.iter().any(|&t| t < 0) {
-                    return Err(Error::Config(format!(
+                    return Err(Error::BadOption(format!(
                         "DDIM set_timesteps: trailing spacing with {n} steps gives diffusers' timesteps {:?} (n + 1 values, the last -1, from a float arange); choose another step count",
                         &ts[ts.len().saturating_sub(3)..]
                     )));
@@ -333,7 +320,7 @@ impl Ddim {
         let mut dims = vec![1; x0.rank()];
         dims[0] = t.len();
         let coef = |v: Vec<f32>| -> Result<Tensor> {
-            Tensor::from_vec(v, Shape::new(dims.clone()), &x0.device())?.to_dtype(x0.dtype())
+            ops::to_dtype(&Tensor::from_vec(v, Shape::new(dims.clone()), &x0.device())?, x0.dtype())
         };
         ops::add(&ops::mul(x0, &coef(sa)?)?, &ops::mul(noise, &coef(sb)?)?)
     }

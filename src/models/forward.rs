@@ -10,7 +10,7 @@
 use super::component::{self, Component};
 use crate::io::{save_safetensors, SafeTensorsFile};
 use crate::tensor::{DType, Device, Tensor};
-use crate::{Error, Result};
+use crate::{ops, Error, Result};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -56,9 +56,9 @@ fn input(f: &SafeTensorsFile, name: &str, dtype: DType, device: &Device) -> Resu
 
 /// Parses `--dtype` and checks it can run on `device`.
 pub fn parse_dtype(s: &str, device: &Device) -> Result<DType> {
-    let dtype = DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::Config(format!("--dtype {s}: expected f32, f16 or bf16")))?;
+    let dtype = DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::BadOption(format!("--dtype {s}: expected f32, f16 or bf16")))?;
     if device.is_cpu() && dtype != DType::F32 {
-        return Err(Error::Config(format!("--dtype {s}: the CPU backend runs f32 only")));
+        return Err(Error::BadOption(format!("--dtype {s}: the CPU backend runs f32 only")));
     }
     Ok(dtype)
 }
@@ -121,7 +121,7 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
         }
     }
     let as_f32: Vec<(String, Tensor)> =
-        outputs.into_iter().map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
+        outputs.into_iter().map(|(k, t)| Ok((k, ops::to_dtype(&t, DType::F32)?.to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
     let refs: Vec<(&str, &Tensor)> = as_f32.iter().map(|(k, t)| (k.as_str(), t)).collect();
     save_safetensors(&args.out, &refs, None)?;
     for (k, t) in &as_f32 {

@@ -276,7 +276,7 @@ fn config_usize(cfg: &Value, field: &str) -> Result<usize> {
     cfg.get(field)
         .and_then(Value::as_u64)
         .map(|v| v as usize)
-        .ok_or_else(|| Error::Config(format!("config field `{field}` must be one integer here, got {}", cfg.get(field).unwrap_or(&Value::Null))))
+        .ok_or_else(|| Error::BadInput(format!("config field `{field}` must be one integer here, got {}", cfg.get(field).unwrap_or(&Value::Null))))
 }
 
 fn config_len(cfg: &Value, field: &str) -> Result<usize> {
@@ -284,7 +284,7 @@ fn config_len(cfg: &Value, field: &str) -> Result<usize> {
         .and_then(Value::as_array)
         .map(Vec::len)
         .filter(|&n| n > 0)
-        .ok_or_else(|| Error::Config(format!("config field `{field}` must be a non-empty list, got {}", cfg.get(field).unwrap_or(&Value::Null))))
+        .ok_or_else(|| Error::BadInput(format!("config field `{field}` must be a non-empty list, got {}", cfg.get(field).unwrap_or(&Value::Null))))
 }
 
 /// Splits `a.b.c.weight` into (`a.b.c`, `weight`).

@@ -80,7 +80,7 @@ impl Taps {
         for r in self.requests.iter().filter(|r| r.path == path) {
             let v = if r.delta {
                 if input.shape() != output.shape() {
-                    return Err(Error::Config(format!(
+                    return Err(Error::BadOption(format!(
                         "tap {}: `:delta` needs input and output of one shape, {path} maps {} to {}",
                         r.name,
                         input.shape(),
@@ -97,7 +97,7 @@ impl Taps {
             Some(edit) => {
                 let edited = edit(input, &output)?;
                 if edited.shape() != output.shape() {
-                    return Err(Error::Config(format!(
+                    return Err(Error::BadInput(format!(
                         "edit at {path} returned shape {}, the module output is {}",
                         edited.shape(),
                         output.shape()
@@ -129,7 +129,7 @@ impl Taps {
     pub fn into_values(self) -> Result<HashMap<String, Tensor>> {
         let missing: Vec<String> = self.missing().iter().map(|r| format!("{} ({})", r.name, r.path)).collect();
         if !missing.is_empty() {
-            return Err(Error::Config(format!("taps never reached in the forward pass: {}", missing.join(", "))));
+            return Err(Error::BadOption(format!("taps never reached in the forward pass: {}", missing.join(", "))));
         }
         Ok(self.values)
     }

@@ -13,35 +13,9 @@
 use super::{check_float, check_same_device, check_same_dtype};
 use crate::tensor::{Device, Tensor};
 use crate::{ensure_op, Error, Result};
+pub use crate::plan::attention::{AttentionParams, MAX_HEAD_DIM};
 
 const OP: &str = "attention";
-
-/// The largest head dim the kernels take (the VAE's single head).
-pub const MAX_HEAD_DIM: usize = 512;
-
-/// Sizes of one attention call, checked by `attention`; the backends trust them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AttentionParams {
-    pub batch: usize,
-    /// Query tokens.
-    pub nq: usize,
-    /// Key/value tokens (>= 1).
-    pub nk: usize,
-    pub heads: usize,
-    /// Head dim: a multiple of 8, at most `MAX_HEAD_DIM`.
-    pub head_dim: usize,
-    /// Multiplies q . k before the softmax (usually 1/sqrt(D)); finite.
-    pub scale: f32,
-    /// Key j visible to query i only if j <= i (then nq == nk).
-    pub causal: bool,
-}
-
-impl AttentionParams {
-    /// Elements between consecutive tokens of one tensor: H * D.
-    pub fn row_stride(&self) -> usize {
-        self.heads * self.head_dim
-    }
-}
 
 fn dims4_of(name: &str, t: &Tensor) -> Result<(usize, usize, usize, usize)> {
     match t.dims() {

@@ -4,30 +4,15 @@
 //! so every dtype is moved as is, on both backends (upsampling takes float dtypes only).
 //! Index operands (ids, row indices) are checked against their range on the host.
 
+use super::elementwise::to_dtype;
 use super::{check_same_device, check_same_dtype};
 use crate::cuda;
 use crate::tensor::{DType, Device, Shape, Tensor};
 use crate::{ensure_op, Error, Result};
+pub use crate::plan::layout::{batched_transpose, nearest_source_index, CatPlan, NarrowPlan};
 
 /// The most dims permute takes (the CUDA kernels' by-value shape structs hold 6).
 pub const MAX_PERMUTE_RANK: usize = cuda::launch::MAX_DIMS;
-
-/// If permuting `dims` by `perm` only swaps two adjacent blocks of dims after an untouched
-/// prefix (perm = [0..b, j..r, b..j]), the permute is a batched 2D transpose of x seen as
-/// [batch, rows, cols] = [prod dims[..b], prod dims[b..j], prod dims[j..]]: returns those.
-pub fn batched_transpose(dims: &[usize], perm: &[usize]) -> Option<(usize, usize, usize)> {
-    let r = perm.len();
-    let b = perm.iter().enumerate().take_while(|&(i, &p)| i == p).count();
-    if b + 2 > r {
-        return None;
-    }
-    let j = perm[b];
-    let rotated = (j..r).chain(b..j);
-    if !perm[b..].iter().copied().eq(rotated) {
-        return None;
-    }
-    Some((dims[..b].iter().product(), dims[b..j].iter().product(), dims[j..].iter().product()))
-}
 
 /// x: [d0, .., d(r-1)] (r <= 6) -> [d(perm[0]), .., d(perm[r-1])], a copy: out[i0, .., i(r-1)]
 /// = x at index i(q) along dim perm[q].
@@ -41,16 +26,6 @@ pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
         Device::Cpu => crate::cpu::layout::permute(x, perm),
         Device::Cuda(d) => cuda::layout::permute(&d, x, perm),
     }
-}
-
-/// How cat lays its inputs out: each input seen as [outer, sizes[i] * inner] rows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatPlan {
-    pub outer: usize,
-    pub inner: usize,
-    /// Each input's size along the cat dim.
-    pub sizes: Vec<usize>,
-    pub out: Shape,
 }
 
 /// xs[i]: [.., Di, ..] (same rank, dtype, device and other dims) -> [.., sum Di, ..] along
@@ -77,17 +52,6 @@ pub fn cat(xs: &[&Tensor], dim: isize) -> Result<Tensor> {
         Device::Cpu => crate::cpu::layout::cat(xs, &plan),
         Device::Cuda(dev) => cuda::layout::cat(&dev, xs, &plan),
     }
-}
-
-/// narrow's view of x: [outer, size, inner], keeping elements start..start + len of the middle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NarrowPlan {
-    pub outer: usize,
-    pub size: usize,
-    pub inner: usize,
-    pub start: usize,
-    pub len: usize,
-    pub out: Shape,
 }
 
 /// x: [.., D, ..] -> [.., len, ..]: elements start..start + len along `dim`, copied.
@@ -122,15 +86,6 @@ pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// The source index torch's nearest interpolation reads for output index `dst` when resizing
-/// `input` -> `output` elements along one axis: min(floor(dst * (input / output)), input - 1)
-/// with the scale and the product in f32, as aten's `nearest_idx` (UpSample.h) computes it; for
-/// output = 2 * input this is dst / 2, for output = input the identity.
-pub fn nearest_source_index(dst: usize, input: usize, output: usize) -> usize {
-    let scale = input as f32 / output as f32;
-    ((dst as f32 * scale).floor() as usize).min(input - 1)
-}
-
 /// x: [N, C, H, W] (float) -> [N, C, out_h, out_w], nearest neighbour as torch's
 /// `interpolate(size=(out_h, out_w), mode="nearest")`: out[.., y, x] = in[.., sy, sx] with
 /// sy = `nearest_source_index(y, H, out_h)` (same for x). The U-Net's upsamplers use it when the
@@ -152,7 +107,7 @@ pub fn upsample_nearest(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor
 
 /// The i64 host copy of an index tensor, each value checked to lie in 0..limit.
 fn host_indices(op: &'static str, what: &str, idx: &Tensor, limit: usize, of: &Shape) -> Result<Vec<i64>> {
-    let host = idx.to_dtype(DType::I64)?.to_vec::<i64>()?;
+    let host = to_dtype(idx, DType::I64)?.to_vec::<i64>()?;
     if let Some((pos, &bad)) = host.iter().enumerate().find(|(_, &v)| v < 0 || v as u64 >= limit as u64) {
         return Err(Error::op(op, format!("{what} {bad} at position {pos} of {} is out of range 0..{limit} for {of}", idx.shape())));
     }
@@ -170,7 +125,7 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     out.push(d);
     match table.device() {
         Device::Cpu => crate::cpu::layout::gather_rows(table, &host, out),
-        Device::Cuda(dev) => cuda::layout::gather_rows(&dev, table, &ids.to_dtype(DType::I64)?, out),
+        Device::Cuda(dev) => cuda::layout::gather_rows(&dev, table, &to_dtype(ids, DType::I64)?, out),
     }
 }
 
@@ -210,22 +165,5 @@ fn transpose_last2(x: &Tensor) -> Result<Tensor> {
             let (b, r, c) = x.dims3("transpose")?;
             cuda::layout::transpose(&d, x, b, r, c)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batched_transpose_recognises_block_swaps() {
-        let d = [2, 3, 4, 5];
-        assert_eq!(batched_transpose(&d, &[0, 2, 3, 1]), Some((2, 3, 20)));
-        assert_eq!(batched_transpose(&d, &[0, 3, 1, 2]), Some((2, 12, 5)));
-        assert_eq!(batched_transpose(&d, &[1, 2, 3, 0]), Some((1, 2, 60)));
-        assert_eq!(batched_transpose(&d, &[0, 1, 3, 2]), Some((6, 4, 5)));
-        assert_eq!(batched_transpose(&d, &[0, 2, 1, 3]), None);
-        assert_eq!(batched_transpose(&d, &[0, 1, 2, 3]), None);
-        assert_eq!(batched_transpose(&d, &[3, 2, 1, 0]), None);
     }
 }

@@ -1,7 +1,8 @@
 //! The ops the models and trainers are written in: one file per op family, each checking its
-//! operands once (shape, dtype, device) and dispatching to the CPU reference (`src/cpu`) or the
-//! CUDA backend (`src/cuda`), which trust those checks. Models call these functions only; which
-//! kernel runs is decided here, by device, dtype and shape.
+//! operands once (shape, dtype, device), summing them up in a plan (`src/plan`), and
+//! dispatching to the CPU reference (`src/cpu`) or the CUDA backend (`src/cuda`), which trust
+//! the plan. Models call these functions only; which kernel runs is decided here, by device,
+//! dtype and shape. Each family re-exports its plan types, so callers name them from here.
 //!
 //! The CPU backend computes in f32. The CUDA backend takes f32, f16 and bf16 storage and
 //! accumulates in f32. Backward ops sit beside their forward op (`conv2d` / `conv2d_backward`).
@@ -18,13 +19,14 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod sae;
 pub mod softmax;
 
 pub use attention::attention;
 pub use conv::{conv2d, conv2d_backward, Conv2dGrads, Conv2dParams};
 pub use dropout::{dropout, dropout_backward, DropoutKind};
 pub use elementwise::{
-    add, affine, binary, div, geglu, gelu, gelu_tanh, mul, quick_gelu, relu, scale, silu, sub, unary, unary_backward,
+    add, affine, binary, div, geglu, gelu, gelu_tanh, mul, quick_gelu, relu, scale, silu, sub, to_dtype, unary, unary_backward,
     BinaryOp, Unary,
 };
 pub use gemm::{linear, linear_backward, matmul, matmul_t, LinearGrads};

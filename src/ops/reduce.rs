@@ -4,58 +4,9 @@
 
 use super::check_float;
 use crate::cuda;
-use crate::tensor::{Device, Shape, Tensor};
+use crate::tensor::{Device, Tensor};
 use crate::{ensure_op, Error, Result};
-
-/// What a one-dim reduction reduces over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReduceOp {
-    Sum,
-    Mean,
-    /// Propagates NaN: a row holding a NaN has max NaN.
-    Max,
-}
-
-impl ReduceOp {
-    pub fn name(self) -> &'static str {
-        match self {
-            ReduceOp::Sum => "sum",
-            ReduceOp::Mean => "mean",
-            ReduceOp::Max => "max",
-        }
-    }
-}
-
-/// x seen as [outer, n, inner], reduced over n; `out` is the output shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReducePlan {
-    pub outer: usize,
-    pub n: usize,
-    pub inner: usize,
-    pub out: Shape,
-}
-
-impl ReducePlan {
-    /// The plan for reducing `shape` over `dim` (negative counts from the end).
-    pub fn new(op: &'static str, shape: &Shape, dim: isize, keepdim: bool) -> Result<ReducePlan> {
-        let d = shape
-            .resolve_dim(dim)
-            .map_err(|_| Error::op(op, format!("dim {dim} is out of range for x {shape}")))?;
-        let dims = shape.dims();
-        let mut out = dims.to_vec();
-        if keepdim {
-            out[d] = 1;
-        } else {
-            out.remove(d);
-        }
-        Ok(ReducePlan {
-            outer: dims[..d].iter().product(),
-            n: dims[d],
-            inner: dims[d + 1..].iter().product(),
-            out: Shape::new(out),
-        })
-    }
-}
+pub use crate::plan::reduce::{ReduceOp, ReducePlan};
 
 fn reduce(x: &Tensor, dim: isize, keepdim: bool, op: ReduceOp) -> Result<Tensor> {
     let name = op.name();
@@ -106,9 +57,6 @@ pub fn sum_all(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// The largest k a CUDA top-k takes (the block sorts its k candidates in shared memory).
-pub const TOPK_MAX_K_CUDA: usize = 1024;
-
 /// x: [.., N] -> (values [.., k] in x's dtype, sorted descending; indices [.., k] i64): the k
 /// largest elements of each row of the last dim, in torch.topk's order: NaN is larger than any
 /// number, equal values (and -0.0 vs 0.0) come lower index first. 1 <= k <= N; on CUDA also
@@ -120,23 +68,5 @@ pub fn topk(x: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     match x.device() {
         Device::Cpu => crate::cpu::reduce::topk(x, k),
         Device::Cuda(d) => cuda::reduce::topk(&d, x, k),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_splits_shape_around_dim() {
-        let s = Shape::from([2, 3, 4, 5]);
-        let p = ReducePlan::new("t", &s, 1, false).unwrap();
-        assert_eq!((p.outer, p.n, p.inner), (2, 3, 20));
-        assert_eq!(p.out, Shape::from([2, 4, 5]));
-        let p = ReducePlan::new("t", &s, -1, true).unwrap();
-        assert_eq!((p.outer, p.n, p.inner), (24, 5, 1));
-        assert_eq!(p.out, Shape::from([2, 3, 4, 1]));
-        assert!(ReducePlan::new("t", &s, 4, false).is_err());
-        assert!(ReducePlan::new("t", &s, -5, false).is_err());
     }
 }

@@ -67,7 +67,7 @@ pub struct RevelioInfo {
 }
 
 fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
     write_atomic(path, text.as_bytes())
 }
 
@@ -112,7 +112,7 @@ pub fn load_sae(dir: &Path, device: &Device) -> Result<(Sae, RevelioInfo)> {
     let cfg_path = dir.join(CONFIG);
     if !cfg_path.is_file() {
         let hint = if dir.join(STATE_META).is_file() { "; training has not finished: rerun the same `revelio sae train` to resume" } else { "" };
-        return Err(Error::Config(format!(
+        return Err(Error::BadInput(format!(
             "--sae {}: not an SAE folder (no {CONFIG}; `revelio sae train --out DIR` writes {CONFIG} and {WEIGHTS} there){hint}",
             dir.display()
         )));

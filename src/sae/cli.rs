@@ -233,12 +233,12 @@ fn open_store(dir: &Path, layer: Option<&str>, timestep: Option<usize>) -> Resul
     let layer = match layer {
         Some(l) => l.to_string(),
         None if m.layers.len() == 1 => m.layers[0].clone(),
-        None => return Err(Error::Config(format!("{}: pass --layer (the store has layers [{}])", dir.display(), m.layers.join(", ")))),
+        None => return Err(Error::BadOption(format!("{}: pass --layer (the store has layers [{}])", dir.display(), m.layers.join(", ")))),
     };
     let timestep = match timestep {
         Some(t) => t,
         None if m.timesteps.len() == 1 => m.timesteps[0],
-        None => return Err(Error::Config(format!("{}: pass --timestep (the store has {:?})", dir.display(), m.timesteps))),
+        None => return Err(Error::BadOption(format!("{}: pass --timestep (the store has {:?})", dir.display(), m.timesteps))),
     };
     store.feature_shape(&layer, timestep)?;
     Ok(StoreSource { store, layer, timestep })
@@ -305,7 +305,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             };
             (rows, prov)
         }
-        _ => return Err(Error::Config("sae train: pass --features STORE (with --layer, --timestep) or --input FILE.safetensors".into())),
+        _ => return Err(Error::BadOption("sae train: pass --features STORE (with --layer, --timestep) or --input FILE.safetensors".into())),
     };
     let d = rows.d();
     let steps = match (a.steps, a.samples) {
@@ -363,7 +363,7 @@ fn rows_for(info: &checkpoint::RevelioInfo, src: &SourceArgs, images: impl Fn(&F
     let dir = match (&src.features, info.provenance.tensor.is_none() && !info.provenance.source.is_empty()) {
         (Some(d), _) => d.clone(),
         (None, true) => PathBuf::from(&info.provenance.source),
-        (None, false) => return Err(Error::Config("pass --features STORE or --input FILE".into())),
+        (None, false) => return Err(Error::BadOption("pass --features STORE or --input FILE".into())),
     };
     let layer = src.layer.clone().or_else(|| info.provenance.layer.clone());
     let s = open_store(&dir, layer.as_deref(), src.timestep.or(info.provenance.timestep))?;
@@ -375,7 +375,7 @@ fn rows_for(info: &checkpoint::RevelioInfo, src: &SourceArgs, images: impl Fn(&F
 
 fn check_d(rows: &Rows, d_in: usize, what: &str) -> Result<()> {
     if rows.d() != d_in {
-        return Err(Error::Config(format!("{what} have d = {}; the SAE takes d_in = {d_in}", rows.d())));
+        return Err(Error::BadInput(format!("{what} have d = {}; the SAE takes d_in = {d_in}", rows.d())));
     }
     Ok(())
 }
@@ -420,7 +420,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         let file = PathBuf::from(&info.provenance.source);
         let all = data::from_file(&file, info.provenance.tensor.as_deref(), &device)?;
         if held.is_empty() {
-            return Err(Error::Config(format!("{}: no rows were held out in training; pass --input", a.sae.display())));
+            return Err(Error::BadOption(format!("{}: no rows were held out in training; pass --input", a.sae.display())));
         }
         (Rows { x: gather(&all, &held)?, image: held, per_image: 1, map_hw: None }, None)
     } else {
@@ -437,7 +437,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
                 if store.manifest().images.iter().any(|i| i.split == "test") {
                     return Ok(store.split_indices("test"));
                 }
-                Err(Error::Config(format!("{}: no held-out images and no `test` split; pass --split", store.dir().display())))
+                Err(Error::BadOption(format!("{}: no held-out images and no `test` split; pass --split", store.dir().display())))
             },
             &device,
         )?
@@ -452,9 +452,9 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         println!("  [{:>5}, {:>5})  {}", b.lo, b.hi, b.count);
     }
     if let Some(path) = &a.json {
-        let mut v = serde_json::to_value(&r).map_err(|e| Error::Msg(format!("eval report: {e}")))?;
+        let mut v = serde_json::to_value(&r).map_err(|e| Error::Internal(format!("eval report: {e}")))?;
         v["frequency"] = serde_json::json!(r.frequency);
-        write_atomic(path, serde_json::to_string_pretty(&v).map_err(|e| Error::Msg(format!("eval report: {e}")))?.as_bytes())?;
+        write_atomic(path, serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(format!("eval report: {e}")))?.as_bytes())?;
     }
     Ok(())
 }
@@ -465,7 +465,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<()> {
     let dir = match &a.source.features {
         Some(d) => d.clone(),
         None if info.provenance.tensor.is_none() && !info.provenance.source.is_empty() => PathBuf::from(&info.provenance.source),
-        None => return Err(Error::Config("sae analyze: pass --features STORE (labels and images come from its manifest)".into())),
+        None => return Err(Error::BadOption("sae analyze: pass --features STORE (labels and images come from its manifest)".into())),
     };
     let layer = a.source.layer.clone().or_else(|| info.provenance.layer.clone());
     let s = open_store(&dir, layer.as_deref(), a.source.timestep.or(info.provenance.timestep))?;

@@ -8,7 +8,7 @@
 use crate::features::{FeatureStore, Pooling};
 use crate::io::SafeTensorsFile;
 use crate::tensor::{DType, Device, Tensor};
-use crate::{Error, Result};
+use crate::{ops, Error, Result};
 use std::path::Path;
 
 /// What one row of the SAE's input is.
@@ -27,7 +27,7 @@ impl RowKind {
         match s {
             "image" => Ok(RowKind::Image),
             "position" => Ok(RowKind::Position),
-            _ => Err(Error::Config(format!("--rows {s}: expected image or position"))),
+            _ => Err(Error::BadOption(format!("--rows {s}: expected image or position"))),
         }
     }
 
@@ -68,12 +68,12 @@ impl Rows {
     pub fn batch(&self, idx: &[usize]) -> Result<Tensor> {
         let ids: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
         let ids = Tensor::from_vec(ids, [idx.len()], &self.x.device())?;
-        crate::ops::gather_rows(&self.x, &ids)?.to_dtype(DType::F32)
+        ops::to_dtype(&crate::ops::gather_rows(&self.x, &ids)?, DType::F32)
     }
 
     /// Rows start..start+len as f32.
     pub fn slice(&self, start: usize, len: usize) -> Result<Tensor> {
-        self.x.narrow0(start, len)?.to_dtype(DType::F32)
+        ops::to_dtype(&self.x.narrow0(start, len)?, DType::F32)
     }
 }
 
@@ -82,7 +82,7 @@ impl Rows {
 fn check_finite(x: &[f32], per_row: usize, what: &dyn Fn(usize) -> String) -> Result<()> {
     if let Some(pos) = x.iter().position(|v| !v.is_finite()) {
         let row = pos / per_row.max(1);
-        return Err(Error::Config(format!("{} holds a non-finite value ({}) at element {}", what(row), x[pos], pos % per_row.max(1))));
+        return Err(Error::BadInput(format!("{} holds a non-finite value ({}) at element {}", what(row), x[pos], pos % per_row.max(1))));
     }
     Ok(())
 }
@@ -105,7 +105,7 @@ pub fn from_store(store: &FeatureStore, layer: &str, timestep: usize, images: &[
         }
         (Pooling::None | Pooling::Avg(..), [c, h, w]) => (*c, h * w, Some((*h, *w)), true),
         _ => {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "{}: features of `{layer}` at t{timestep} have per-image shape {shape:?} under pooling `{}`; expected [C] (mean), [P, C] (tokens) or [C, h, w]",
                 store.dir().display(),
                 pooling.name()
@@ -113,7 +113,7 @@ pub fn from_store(store: &FeatureStore, layer: &str, timestep: usize, images: &[
         }
     };
     if kind == RowKind::Position && pooling == Pooling::Mean {
-        return Err(Error::Config(format!(
+        return Err(Error::BadOption(format!(
             "{}: the store holds mean-pooled vectors; --rows position needs features extracted with --pooling tokens or none",
             store.dir().display()
         )));
@@ -134,7 +134,7 @@ pub fn from_store(store: &FeatureStore, layer: &str, timestep: usize, images: &[
             RowKind::Image if p > 1 => crate::ops::mean(&x, 1, false)?,
             _ => x.reshape([chunk.len() * per_image, d])?,
         };
-        parts.push(x.to_dtype(dtype)?.to_device(device)?);
+        parts.push(ops::to_dtype(&x, dtype)?.to_device(device)?);
     }
     let x = match parts.len() {
         0 => Tensor::zeros([0, d], dtype, device)?,

@@ -7,7 +7,8 @@
 //! D = sum over rows and dims of (x - batch mean of x)^2.
 
 use super::model::{Forward, Sae};
-use super::ops::{self, Code, Decoded};
+use crate::ops;
+use crate::ops::sae::{AuxBackward, Code, Decoded};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -30,7 +31,7 @@ impl LossKind {
             "nmse" => Ok(LossKind::Nmse),
             "mse" => Ok(LossKind::Mse),
             "scaled-mse" => Ok(LossKind::ScaledMse),
-            _ => Err(Error::Config(format!("--loss {s}: expected nmse, mse or scaled-mse"))),
+            _ => Err(Error::BadOption(format!("--loss {s}: expected nmse, mse or scaled-mse"))),
         }
     }
 }
@@ -62,7 +63,7 @@ fn ratio(sse: f64, denom: f64, coef: f64) -> (f64, f32) {
 }
 
 /// The reconstruction term for `fwd` on scaled inputs xs [B, d]; `x_m2` is the centred column
-/// sums of squares of xs (`ops::col_stats`), `mse_scale` the ScaledMse constant.
+/// sums of squares of xs (`ops::sae::col_stats`), `mse_scale` the ScaledMse constant.
 pub fn main_loss(kind: LossKind, fwd: &Forward, x_m2: &Tensor, mse_scale: f64) -> Result<MainLoss> {
     let (rows, d) = fwd.decoded.resid.dims2("main_loss")?;
     let sse = host_sum(&fwd.decoded.sse)?;
@@ -109,9 +110,16 @@ pub fn auxk(sae: &Sae, fwd: &Forward, dead: &[i32], cfg: &AuxConfig, r_m2: &Tens
     }
     let ka = cfg.k.min(dead.len());
     let p = &sae.params;
-    let code = ops::encode_topk_cols(&fwd.centered, &p.w_enc, sae.w_enc16.as_ref(), &p.b_enc, dead, ka)?;
-    let decoded = ops::decode(&fwd.decoded.resid, None, &code, &p.w_dec)?;
-    let (resid_sum, _) = ops::col_stats(&decoded.resid)?;
+    let code = ops::sae::encode_topk_cols(&fwd.centered, &p.w_enc, sae.w_enc16.as_ref(), &p.b_enc, dead, ka)?;
+    let decoded = ops::sae::decode(&fwd.decoded.resid, None, &code, &p.w_dec)?;
+    let (resid_sum, _) = ops::sae::col_stats(&decoded.resid)?;
     let (loss, c) = ratio(host_sum(&decoded.sse)?, host_sum(r_m2)?, cfg.coef as f64);
     Ok(Some(AuxTerm { code, decoded, resid_sum, loss, c }))
+}
+
+impl AuxTerm {
+    /// What the backward needs of this term.
+    pub fn backward(&self) -> AuxBackward<'_> {
+        AuxBackward { code: &self.code, dot: &self.decoded.dot, resid: &self.decoded.resid, resid_sum: &self.resid_sum, c: self.c }
+    }
 }

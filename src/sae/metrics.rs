@@ -6,7 +6,8 @@
 use super::data::Rows;
 use super::loss::host_sum;
 use super::model::Sae;
-use super::ops::{self, Code};
+use crate::ops;
+use crate::ops::sae::Code;
 use crate::Result;
 use serde::Serialize;
 
@@ -104,7 +105,7 @@ pub fn evaluate(sae: &Sae, rows: &Rows, batch: usize) -> Result<EvalReport> {
         let len = batch.max(1).min(rows.len() - start);
         let xs = sae.scale_input(&rows.slice(start, len)?)?;
         let fwd = sae.forward(&xs)?;
-        let (sum, m2) = ops::col_stats(&xs)?;
+        let (sum, m2) = ops::sae::col_stats(&xs)?;
         let b_sse = host_sum(&fwd.decoded.sse)?;
         let var = host_sum(&m2)?;
         sse += b_sse;

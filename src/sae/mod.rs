@@ -5,25 +5,23 @@
 //! latents per row. Tensors as SAELens stores them: W_enc [d, n], b_enc [n], W_dec [n, d]
 //! (rows are the latent directions), b_dec [d].
 //!
-//! - [`model`]: parameters, inits, the forward pass and its cache;
-//! - [`ops`]: the SAE op family (fused encoder, sparse decode, sparse backward, Adam over the
-//!   four tensors), checked once and run by [`cpu`] or `cuda::sae` (kernels/sae.cu);
-//! - [`loss`]: normalized MSE / MSE / scaled MSE, AuxK; [`backward`]: the gradients;
+//! - [`model`]: parameters, inits, and one step's forward (with the cache the backward needs),
+//!   backward and Adam update side by side, written in the SAE op family `ops::sae` (fused
+//!   encoder, sparse decode, sparse backward, Adam over the four tensors; run by `cpu::sae` or
+//!   `cuda::sae`, kernels/sae.cu);
+//! - [`loss`]: normalized MSE / MSE / scaled MSE, AuxK;
 //! - [`data`]: rows from a feature store or a safetensors file; [`train`]: the loop, batching,
 //!   schedule, checkpoints and exact resume; [`metrics`]: FVU, L0, dead fraction, frequencies;
 //! - [`checkpoint`]: `sae_weights.safetensors` + `cfg.json` (SAELens' format plus provenance),
 //!   training checkpoints and the JSONL log; [`cli`]: `revelio sae train|encode|eval|analyze`.
 
-pub mod backward;
 pub mod checkpoint;
 pub mod cli;
-pub mod cpu;
 pub mod data;
 pub mod loss;
 pub mod metrics;
 pub mod model;
-pub mod ops;
 pub mod train;
 
 pub use model::{Init, Sae, SaeConfig, SaeParams};
-pub use ops::Code;
+pub use crate::ops::sae::Code;

@@ -19,13 +19,12 @@
 //! kernel are deterministic, so the same seed gives the same weights bit for bit on the same
 //! device, and a run resumed from a checkpoint equals an uninterrupted one.
 
-use super::backward::backward;
 use super::checkpoint::{self, LoadedState, Provenance, RevelioInfo, StateMeta, StateTensors};
 use super::data::{permutation, Rows};
-use super::loss::{auxk, main_loss, AuxConfig, LossKind};
+use super::loss::{auxk, main_loss, AuxConfig, AuxTerm, LossKind};
 use super::metrics;
 use super::model::{Init, Sae, SaeConfig, SaeParams};
-use super::ops;
+use crate::ops;
 use crate::ops::optim::{AdamConfig, AdamScalars};
 use crate::progress::Progress;
 use crate::rng;
@@ -54,7 +53,7 @@ impl BDecInit {
             "mean" => Ok(BDecInit::Mean),
             "median" => Ok(BDecInit::Median),
             "zero" => Ok(BDecInit::Zero),
-            _ => Err(Error::Config(format!("--b-dec-init {s}: expected mean, median or zero"))),
+            _ => Err(Error::BadOption(format!("--b-dec-init {s}: expected mean, median or zero"))),
         }
     }
 }
@@ -76,7 +75,7 @@ impl Decay {
             "none" => Ok(Decay::None),
             "linear" => Ok(Decay::Linear),
             "cosine" => Ok(Decay::Cosine),
-            _ => Err(Error::Config(format!("--decay {s}: expected none, linear or cosine"))),
+            _ => Err(Error::BadOption(format!("--decay {s}: expected none, linear or cosine"))),
         }
     }
 }
@@ -94,7 +93,7 @@ impl Moments {
         match s {
             "f32" => Ok(Moments::F32),
             "bf16" => Ok(Moments::Bf16),
-            _ => Err(Error::Config(format!("--moments {s}: expected f32 or bf16"))),
+            _ => Err(Error::BadOption(format!("--moments {s}: expected f32 or bf16"))),
         }
     }
 
@@ -165,7 +164,7 @@ impl TrainConfig {
     }
 
     pub fn validate(&self, d: usize) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
+        let bad = |m: String| Err(Error::BadOption(m));
         if self.batch == 0 || self.steps == 0 {
             return bad(format!("--batch {} and --steps {} must be positive", self.batch, self.steps));
         }
@@ -294,12 +293,12 @@ fn input_scale(rows: &Rows) -> Result<f32> {
     while start < rows.len() {
         let len = step.min(rows.len() - start);
         let x = rows.slice(start, len)?;
-        ss += crate::ops::sum_all(&crate::ops::mul(&x, &x)?)?.to_scalar()? as f64;
+        ss += ops::sum_all(&ops::mul(&x, &x)?)?.to_scalar()? as f64;
         start += len;
     }
     let mean = ss / rows.len().max(1) as f64;
     if mean <= 0.0 {
-        return Err(Error::Config("--scale-inputs: the features are all zero".into()));
+        return Err(Error::BadInput("--scale-inputs: the features are all zero".into()));
     }
     Ok((rows.d() as f64 / mean).sqrt() as f32)
 }
@@ -324,7 +323,7 @@ fn fresh_state(cfg: &TrainConfig, rows: &Rows, loader: &mut Loader, device: &Dev
     let first = loader.get(0);
     let x0 = sae.scale_input(&rows.batch(&first)?)?;
     sae.params.b_dec = match cfg.b_dec_init {
-        BDecInit::Mean => crate::ops::mean(&x0, 0, false)?,
+        BDecInit::Mean => ops::mean(&x0, 0, false)?,
         BDecInit::Median => {
             let host = x0.to_f32_vec()?;
             Tensor::from_vec(geometric_median(&host, first.len(), d), [d], &Device::Cpu)?.to_device(device)?
@@ -332,7 +331,7 @@ fn fresh_state(cfg: &TrainConfig, rows: &Rows, loader: &mut Loader, device: &Dev
         BDecInit::Zero => Tensor::zeros([d], DType::F32, device)?,
     };
     let mse_scale = if cfg.loss == LossKind::ScaledMse {
-        let (_, m2) = ops::col_stats(&x0)?;
+        let (_, m2) = ops::sae::col_stats(&x0)?;
         let var = super::loss::host_sum(&m2)? / (first.len() * d) as f64;
         if var > 0.0 {
             1.0 / var
@@ -400,20 +399,19 @@ pub fn train_step(cfg: &TrainConfig, st: &mut TrainState, x: &Tensor, log: bool)
     let xs = st.sae.scale_input(x)?;
     let batch = xs.dims()[0];
     let fwd = st.sae.forward(&xs)?;
-    let (_, x_m2) = ops::col_stats(&xs)?;
+    let (_, x_m2) = ops::sae::col_stats(&xs)?;
     let main = main_loss(cfg.loss, &fwd, &x_m2, st.mse_scale)?;
-    let (r_sum, r_m2) = ops::col_stats(&fwd.decoded.resid)?;
+    let (r_sum, r_m2) = ops::sae::col_stats(&fwd.decoded.resid)?;
     let since_host = if cfg.aux.k > 0 || log { Some(st.since.to_vec::<i64>()?) } else { None };
     let aux = match (&since_host, cfg.aux.k > 0) {
         (Some(s), true) => auxk(&st.sae, &fwd, &dead_latents(s, cfg.aux.dead_after), &cfg.aux, &r_m2)?,
         _ => None,
     };
-    let grads = backward(&st.sae, &fwd, &main, &r_sum, aux.as_ref())?;
+    let grads = st.sae.backward(&fwd, main.c, &r_sum, aux.as_ref().map(AuxTerm::backward))?;
     let u = st.adam_step + 1;
-    let scalars = cfg.adam(u as usize);
-    ops::adam_step(&mut st.sae.params, st.sae.w_enc16.as_mut(), &grads, &mut st.m, &mut st.v, &scalars)?;
+    st.sae.adam_step(&grads, &mut st.m, &mut st.v, &cfg.adam(u as usize))?;
     st.adam_step = u;
-    ops::update_since(&mut st.since, &fwd.code)?;
+    ops::sae::update_since(&mut st.since, &fwd.code)?;
     st.step += 1;
     st.samples_seen += batch as u64;
     if !log {
@@ -440,7 +438,7 @@ pub fn train(cfg: &TrainConfig, rows: &Rows, out: &Path, prov: &Provenance, opts
     let d = rows.d();
     cfg.validate(d)?;
     if rows.is_empty() {
-        return Err(Error::Config("no training rows (check --split and --holdout)".into()));
+        return Err(Error::BadOption("no training rows (check --split and --holdout)".into()));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let device = rows.x.device();
@@ -449,7 +447,7 @@ pub fn train(cfg: &TrainConfig, rows: &Rows, out: &Path, prov: &Provenance, opts
     let mut st = if checkpoint::has_state(out) && !opts.restart {
         let s = checkpoint::load_state(out, d, cfg.d_sae, cfg.moments.dtype(), &device)?;
         if s.meta.run != identity {
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "{} holds a checkpoint of another run (settings, features or rows differ); pass --restart to start over, or use another --out",
                 out.display()
             )));

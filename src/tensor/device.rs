@@ -1,6 +1,6 @@
 //! Device: the CPU (the f32 reference backend) or one CUDA GPU.
 
-use crate::cuda::{self, CudaDevice};
+use crate::cuda::{probe, CudaDevice, Probe};
 use crate::{Error, Result};
 use std::fmt;
 use std::sync::Arc;
@@ -22,8 +22,8 @@ impl Device {
     pub fn parse(s: &str) -> Result<Device> {
         match s {
             "cpu" => Ok(Device::Cpu),
-            "auto" => match cuda::probe() {
-                cuda::Probe::Devices(_) => Device::cuda(0),
+            "auto" => match probe() {
+                Probe::Devices(_) => Device::cuda(0),
                 other => {
                     eprintln!("revelio: {}; running on the CPU (f32)", other.reason());
                     Ok(Device::Cpu)
@@ -33,11 +33,11 @@ impl Device {
             _ => {
                 if let Some(n) = s.strip_prefix("cuda:") {
                     let ordinal = n.parse::<usize>().map_err(|_| {
-                        Error::Config(format!("--device {s}: expected cuda:N with N a GPU number"))
+                        Error::BadOption(format!("--device {s}: expected cuda:N with N a GPU number"))
                     })?;
                     return Device::cuda(ordinal);
                 }
-                Err(Error::Config(format!(
+                Err(Error::BadOption(format!(
                     "--device {s}: expected one of auto, cpu, cuda, cuda:N"
                 )))
             }

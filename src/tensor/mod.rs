@@ -83,7 +83,8 @@ impl Tensor {
     pub fn full(shape: impl Into<Shape>, value: f32, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
         let n = shape.numel();
-        Tensor::from_vec(vec![value; n], shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
+        let host = CpuStorage::F32(vec![value; n]).window_to_dtype(0, n, dtype);
+        Tensor::from_storage(Storage::Cpu(host), shape, dtype).to_device(device)
     }
 
     /// Standard-normal f32 values from the counter-based generator: element i is
@@ -199,20 +200,6 @@ impl Tensor {
         }
     }
 
-    /// A copy converted to `dtype` on the same device (a cheap clone when already `dtype`).
-    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
-        if dtype == self.dtype {
-            return Ok(self.clone());
-        }
-        match self.storage.as_ref() {
-            Storage::Cpu(s) => {
-                let out = s.window_to_dtype(self.offset, self.numel(), dtype);
-                Ok(Tensor::from_storage(Storage::Cpu(out), self.shape.clone(), dtype))
-            }
-            Storage::Cuda(b) => crate::cuda::elementwise::cast(b.device(), self, dtype),
-        }
-    }
-
     /// The elements as a host vector of `T`; the dtype must be `T`'s.
     pub fn to_vec<T: CpuSlice>(&self) -> Result<Vec<T>> {
         if self.dtype != T::DTYPE {
@@ -281,6 +268,14 @@ impl Tensor {
                     ),
                 )),
             },
+            Storage::Cuda(_) => Err(Error::op(op, format!("expected a CPU tensor, got one on {}", self.device()))),
+        }
+    }
+
+    /// This host tensor's storage and the element offset of its window in it.
+    pub fn cpu_storage(&self, op: &'static str) -> Result<(&CpuStorage, usize)> {
+        match self.storage.as_ref() {
+            Storage::Cpu(s) => Ok((s, self.offset)),
             Storage::Cuda(_) => Err(Error::op(op, format!("expected a CPU tensor, got one on {}", self.device()))),
         }
     }

@@ -44,7 +44,7 @@ impl Shape {
         let r = self.0.len() as isize;
         let idx = if d < 0 { d + r } else { d };
         if idx < 0 || idx >= r {
-            return Err(Error::Msg(format!("dim {d} out of range for shape {self}")));
+            return Err(Error::Internal(format!("dim {d} out of range for shape {self}")));
         }
         Ok(idx as usize)
     }

@@ -65,7 +65,7 @@ impl CpuStorage {
     pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Result<Self> {
         let size = dtype.size_in_bytes();
         if bytes.len() % size != 0 {
-            return Err(Error::Msg(format!(
+            return Err(Error::Internal(format!(
                 "{} bytes is not a whole number of {dtype} elements",
                 bytes.len()
             )));

@@ -107,6 +107,27 @@ pub fn f64_to_f32(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
+/// Whether the GPU tests run at their small size. On a GPU they run the real SD shapes; on the
+/// simulated device (`REVELIO_SIM`), where every kernel runs as host code on the CPU, each test
+/// swaps its largest shapes for smaller ones that take the same kernel paths (tile remainders,
+/// two-phase reductions, split grids). `REVELIO_TEST_SIZE=full` or `small` overrides.
+pub fn small() -> bool {
+    match std::env::var("REVELIO_TEST_SIZE").as_deref() {
+        Ok("full") => false,
+        Ok("small") => true,
+        _ => revelio::cuda::sim::selected_dir().is_some(),
+    }
+}
+
+/// `full` at the full test size, `small` at the small one (see `small`).
+pub fn sized<T>(full: T, small_: T) -> T {
+    if small() {
+        small_
+    } else {
+        full
+    }
+}
+
 /// The first CUDA GPU, with output poisoning on (new buffers are NaN), or a panic that says
 /// these tests need one.
 pub fn cuda() -> Device {
@@ -122,7 +143,7 @@ pub fn round_through(t: &Tensor, dtype: DType) -> Tensor {
     if !t.dtype().is_float() || dtype == DType::F32 {
         return t.clone();
     }
-    t.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap()
+    revelio::ops::to_dtype(&revelio::ops::to_dtype(t, dtype).unwrap(), DType::F32).unwrap()
 }
 
 /// Runs `f` on the CPU (f32, inputs rounded through `dtype`) and on CUDA (float inputs stored
@@ -141,7 +162,7 @@ pub fn check_cuda_vs_cpu(
     let on_gpu: Vec<Tensor> = rounded
         .iter()
         .map(|t| {
-            let t = if t.dtype().is_float() { t.to_dtype(dtype).unwrap() } else { t.clone() };
+            let t = if t.dtype().is_float() { revelio::ops::to_dtype(t, dtype).unwrap() } else { t.clone() };
             t.to_device(&dev).unwrap()
         })
         .collect();

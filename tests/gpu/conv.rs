@@ -73,10 +73,27 @@ fn conv2d_odd_shapes() {
 }
 
 /// The SD 1.5 U-Net and VAE convolutions at 512 px (batch 2, the VAE at batch 1 and, for its
-/// biggest layer, on a 255x257 crop so that no size divides a tile).
+/// biggest layer, on a 255x257 crop so that no size divides a tile). Small size: the same kinds
+/// (3x3, strided, 1x1, 3 or 4 input channels, 4 output channels, the VAE's downsampling) on
+/// 8x8 to 31x33 maps: N tails, K tails and several 32-deep stages, in a few hundred tiles.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn conv2d_sd_shapes() {
+    let small_cases = [
+        case([1, 320, 8, 8], 320, 3, 1, P1),
+        case([1, 256, 8, 8], 256, 3, 2, P1),
+        case([1, 640, 8, 8], 320, 1, 1, P0),
+        case([2, 4, 16, 16], 320, 3, 1, P1),
+        case([1, 320, 8, 8], 4, 3, 1, P1),
+        case([1, 3, 31, 33], 128, 3, 1, P1),
+        case([1, 128, 16, 16], 128, 3, 2, VAE_DOWN),
+    ];
+    if small() {
+        for (i, c) in small_cases.iter().enumerate() {
+            check_forward(c, 100 + 10 * i as u64);
+        }
+        return;
+    }
     let cases = [
         case([2, 320, 64, 64], 320, 3, 1, P1),
         case([2, 640, 32, 32], 640, 3, 1, P1),
@@ -105,17 +122,26 @@ fn conv2d_backward_odd_shapes() {
     }
 }
 
-/// Diff-C training convolutions (3x3 1280 -> 1024, 1024 -> 1024 stride 2) and SD-sized ones.
+/// Diff-C training convolutions (3x3 1280 -> 1024, 1024 -> 1024 stride 2) and SD-sized ones
+/// (small size: 256 channels on 8x8 maps, a 1x1 and the VAE's downsampling).
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn conv2d_backward_training_shapes() {
-    let cases = [
-        case([4, 1280, 16, 16], 1024, 3, 1, P1),
-        case([4, 1024, 16, 16], 1024, 3, 2, P1),
-        case([2, 320, 64, 64], 320, 3, 1, P1),
-        case([2, 640, 32, 32], 320, 1, 1, P0),
-        case([2, 128, 64, 64], 128, 3, 2, VAE_DOWN),
-    ];
+    let cases = sized(
+        vec![
+            case([4, 1280, 16, 16], 1024, 3, 1, P1),
+            case([4, 1024, 16, 16], 1024, 3, 2, P1),
+            case([2, 320, 64, 64], 320, 3, 1, P1),
+            case([2, 640, 32, 32], 320, 1, 1, P0),
+            case([2, 128, 64, 64], 128, 3, 2, VAE_DOWN),
+        ],
+        vec![
+            case([1, 256, 8, 8], 256, 3, 1, P1),
+            case([1, 256, 8, 8], 256, 3, 2, P1),
+            case([1, 320, 8, 8], 160, 1, 1, P0),
+            case([1, 128, 16, 16], 128, 3, 2, VAE_DOWN),
+        ],
+    );
     for (i, c) in cases.iter().enumerate() {
         check_backward(c, 300 + 10 * i as u64);
     }
@@ -131,7 +157,7 @@ fn conv2d_backward_is_deterministic() {
     let dy = randn(&[2, 96, 32, 32], 3);
     let p = Conv2dParams::new(1, 1);
     for dtype in DType::FLOATS {
-        let on = |t: &revelio::Tensor| t.to_dtype(dtype).unwrap().to_device(&dev).unwrap();
+        let on = |t: &revelio::Tensor| revelio::ops::to_dtype(t, dtype).unwrap().to_device(&dev).unwrap();
         let (dy, x, w) = (on(&dy), on(&x), on(&w));
         let a = conv2d_backward(&dy, &x, &w, &p, true, true).unwrap();
         let b = conv2d_backward(&dy, &x, &w, &p, true, true).unwrap();

@@ -8,7 +8,7 @@
 //! gate, fc1, GELU, fc2) of which the residual stream carries a fraction: 2e-2 bounds the
 //! 2-3 block models here.
 
-use crate::common;
+use crate::common::{self, small};
 use revelio::models::dit::{DiT, DiTConfig};
 use revelio::models::taps::Taps;
 use revelio::{ops, DType, Device, Tensor};
@@ -51,10 +51,13 @@ fn dit_original_names_and_early_stop_on_cuda() {
 }
 
 /// (name, config): DiT-XL/2's width and heads with fewer blocks, at 256 px (32x32 latents,
-/// 256 tokens) and 512 px (64x64, 1024 tokens).
+/// 256 tokens) and 512 px (64x64, 1024 tokens); small size: one block at 128 px (64 tokens).
 fn xl_width_configs() -> Vec<(&'static str, DiTConfig)> {
     let xl256 = DiTConfig::preset("XL/2", 256).unwrap();
     let xl512 = DiTConfig::preset("XL/2", 512).unwrap();
+    if small() {
+        return vec![("xl2-128-1block", DiTConfig { num_layers: 1, sample_size: 16, ..xl256 })];
+    }
     vec![("xl2-256-2blocks", DiTConfig { num_layers: 2, ..xl256 }), ("xl2-512-1block", DiTConfig { num_layers: 1, ..xl512 })]
 }
 

@@ -28,18 +28,19 @@ fn matmul_transposes_and_batches() {
 }
 
 /// The SD 1.5 attention products at 512 px (batch 2, 8 heads): scores against 4096 and 77
-/// keys, and the weighted sum of values.
+/// keys, and the weighted sum of values (small size: 256 tokens).
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn matmul_sd_attention_shapes() {
+    let (b, n) = sized((16, 1024), (4, 256));
     for dtype in DType::FLOATS {
-        let q = randn(&[16, 1024, 40], 1);
-        let k = randn(&[16, 1024, 40], 2);
+        let q = randn(&[b, n, 40], 1);
+        let k = randn(&[b, n, 40], 2);
         check_cuda_vs_cpu("q k^T self", dtype, &[q.clone(), k], None, |t| Ok(vec![matmul_t(&t[0], &t[1], false, true)?]));
-        let kc = randn(&[16, 77, 40], 3);
+        let kc = randn(&[b, 77, 40], 3);
         check_cuda_vs_cpu("q k^T cross", dtype, &[q, kc], None, |t| Ok(vec![matmul_t(&t[0], &t[1], false, true)?]));
-        let p = randn(&[16, 1024, 77], 4);
-        let v = randn(&[16, 77, 40], 5);
+        let p = randn(&[b, n, 77], 4);
+        let v = randn(&[b, 77, 40], 5);
         check_cuda_vs_cpu("p v", dtype, &[p, v], None, |t| Ok(vec![matmul_t(&t[0], &t[1], false, false)?]));
     }
 }
@@ -49,8 +50,12 @@ fn matmul_sd_attention_shapes() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn linear_forward_and_backward() {
-    let shapes: [(&[usize], usize, usize); 4] =
-        [(&[2, 4096, 320], 320, 320), (&[2, 77, 768], 768, 320), (&[2, 1024, 640], 640, 5120), (&[3, 5, 33], 33, 17)];
+    let shapes: [(&[usize], usize, usize); 4] = [
+        (sized(&[2, 4096, 320], &[2, 256, 320]), 320, 320),
+        (&[2, 77, 768], 768, 320),
+        (sized(&[2, 1024, 640], &[1, 64, 640]), 640, 5120),
+        (&[3, 5, 33], 33, 17),
+    ];
     for dtype in DType::FLOATS {
         for (i, &(x_dims, in_f, out_f)) in shapes.iter().enumerate() {
             let seed = 10 * i as u64;

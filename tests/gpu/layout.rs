@@ -7,10 +7,10 @@ const ALL: [DType; 5] = [DType::F32, DType::F16, DType::BF16, DType::I64, DType:
 /// x (CPU f32) as a CPU tensor of `dtype`: floats rounded, ints from x * 1000 truncated.
 fn as_dtype(x: &Tensor, dtype: DType) -> Tensor {
     if dtype.is_float() {
-        x.to_dtype(dtype).unwrap()
+        revelio::ops::to_dtype(x, dtype).unwrap()
     } else {
         let scaled: Vec<f32> = x.to_f32_vec().unwrap().iter().map(|v| v * 1000.0).collect();
-        cpu(scaled, x.dims()).to_dtype(dtype).unwrap()
+        revelio::ops::to_dtype(&cpu(scaled, x.dims()), dtype).unwrap()
     }
 }
 
@@ -23,7 +23,7 @@ fn assert_same(what: &str, a: &Tensor, b: &Tensor) {
             panic!("{what}: element {p} is {}, expected {}", av[p], bv[p]);
         }
     } else {
-        let (av, bv) = (a.to_dtype(DType::I64).unwrap().to_vec::<i64>().unwrap(), b.to_dtype(DType::I64).unwrap().to_vec::<i64>().unwrap());
+        let (av, bv) = (revelio::ops::to_dtype(a, DType::I64).unwrap().to_vec::<i64>().unwrap(), revelio::ops::to_dtype(b, DType::I64).unwrap().to_vec::<i64>().unwrap());
         assert_eq!(av, bv, "{what}");
     }
 }
@@ -69,9 +69,9 @@ fn permute_every_perm_and_dtype() {
         check_exact(&format!("permute rank 6 {perm:?}"), std::slice::from_ref(&x6), |t| layout::permute(&t[0], &perm));
     }
     // Attention's head split [B, L, H, D] -> [B, H, L, D] at SD sizes.
-    let heads = randn(&[2, 4096, 8, 40], 3);
+    let heads = randn(sized(&[2, 4096, 8, 40], &[2, 256, 8, 40]), 3);
     for dtype in DType::FLOATS {
-        check_exact(&format!("heads {dtype}"), &[heads.to_dtype(dtype).unwrap()], |t| layout::permute(&t[0], &[0, 2, 1, 3]));
+        check_exact(&format!("heads {dtype}"), &[revelio::ops::to_dtype(&heads, dtype).unwrap()], |t| layout::permute(&t[0], &[0, 2, 1, 3]));
     }
 }
 
@@ -79,7 +79,11 @@ fn permute_every_perm_and_dtype() {
 #[ignore = "needs a CUDA GPU"]
 fn token_transposes_at_sd_shapes() {
     for dtype in ALL {
-        for (i, shape) in [[2usize, 320, 64, 64], [2, 1280, 8, 8], [1, 33, 5, 7], [3, 4, 1, 1], [2, 640, 32, 32]].iter().enumerate() {
+        let shapes = sized(
+            [[2usize, 320, 64, 64], [2, 1280, 8, 8], [1, 33, 5, 7], [3, 4, 1, 1], [2, 640, 32, 32]],
+            [[2usize, 320, 16, 16], [2, 1280, 8, 8], [1, 33, 5, 7], [3, 4, 1, 1], [1, 640, 12, 12]],
+        );
+        for (i, shape) in shapes.iter().enumerate() {
             let x = as_dtype(&randn(shape, 10 + i as u64), dtype);
             check_exact(&format!("nchw_to_tokens {shape:?} {dtype}"), std::slice::from_ref(&x), |t| layout::nchw_to_tokens(&t[0]));
             let tokens = layout::nchw_to_tokens(&x).unwrap();
@@ -94,8 +98,9 @@ fn token_transposes_at_sd_shapes() {
 fn cat_and_narrow() {
     for dtype in ALL {
         // The U-Net's skip concat along channels, and odd sizes along every dim.
-        let a = as_dtype(&randn(&[2, 640, 64, 64], 1), dtype);
-        let b = as_dtype(&randn(&[2, 320, 64, 64], 2), dtype);
+        let (h, w) = sized((64, 64), (16, 16));
+        let a = as_dtype(&randn(&[2, 640, h, w], 1), dtype);
+        let b = as_dtype(&randn(&[2, 320, h, w], 2), dtype);
         check_exact(&format!("cat skip {dtype}"), &[a, b], |t| layout::cat(&[&t[0], &t[1]], 1));
         let parts: Vec<Tensor> = [1usize, 7, 33].iter().enumerate().map(|(i, &s)| as_dtype(&randn(&[3, s, 5], 3 + i as u64), dtype)).collect();
         check_exact(&format!("cat 3 {dtype}"), &parts, |t| layout::cat(&[&t[0], &t[1], &t[2]], -2));
@@ -104,7 +109,7 @@ fn cat_and_narrow() {
         let last: Vec<Tensor> = [5usize, 2].iter().enumerate().map(|(i, &s)| as_dtype(&randn(&[3, 4, s], 8 + i as u64), dtype)).collect();
         check_exact(&format!("cat last {dtype}"), &last, |t| layout::cat(&[&t[0], &t[1]], -1));
 
-        let x = as_dtype(&randn(&[2, 1280, 32, 32], 9), dtype);
+        let x = as_dtype(&randn(sized(&[2, 1280, 32, 32], &[2, 1280, 8, 24]), 9), dtype);
         check_exact(&format!("narrow chunk {dtype}"), std::slice::from_ref(&x), |t| layout::narrow(&t[0], 1, 640, 640));
         check_exact(&format!("narrow last {dtype}"), std::slice::from_ref(&x), |t| layout::narrow(&t[0], -1, 3, 17));
         check_exact(&format!("narrow rows {dtype}"), std::slice::from_ref(&x), |t| layout::narrow(&t[0], 0, 1, 1));
@@ -116,8 +121,8 @@ fn cat_and_narrow() {
 #[ignore = "needs a CUDA GPU"]
 fn upsample_embedding_and_gather() {
     for dtype in DType::FLOATS {
-        for (i, shape) in [[2usize, 1280, 16, 16], [1, 3, 5, 7], [2, 640, 32, 32]].iter().enumerate() {
-            let x = randn(shape, 20 + i as u64).to_dtype(dtype).unwrap();
+        for (i, shape) in [sized([2usize, 1280, 16, 16], [1, 1280, 8, 8]), [1, 3, 5, 7], sized([2, 640, 32, 32], [1, 64, 32, 32])].iter().enumerate() {
+            let x = revelio::ops::to_dtype(&randn(shape, 20 + i as u64), dtype).unwrap();
             check_exact(&format!("upsample {shape:?} {dtype}"), std::slice::from_ref(&x), |t| layout::upsample_nearest2x(&t[0]));
             // to any size: the U-Net's odd latent sizes (a 13x11 skip from 7x6), a shrink,
             // 2x through the generic kernel, SD 1.5's 64x64 level at 512 px
@@ -127,11 +132,12 @@ fn upsample_embedding_and_gather() {
             }
         }
         // CLIP's token embedding: ids [2, 77] into [49408, 768].
-        let table = uniform(&[49408, 768], -1.0, 1.0, 30).to_dtype(dtype).unwrap();
-        let ids: Vec<i64> = (0..154).map(|i| (i * 7919 + 13) % 49408).collect();
+        let vocab = sized(49408, 4096);
+        let table = revelio::ops::to_dtype(&uniform(&[vocab, 768], -1.0, 1.0, 30), dtype).unwrap();
+        let ids: Vec<i64> = (0..154).map(|i| (i * 7919 + 13) % vocab as i64).collect();
         let ids = Tensor::from_vec(ids, [2, 77], &Device::Cpu).unwrap();
         for id_dtype in [DType::I64, DType::I32] {
-            let ids = ids.to_dtype(id_dtype).unwrap();
+            let ids = revelio::ops::to_dtype(&ids, id_dtype).unwrap();
             check_exact(&format!("embedding {dtype} ids {id_dtype}"), &[ids, table.clone()], |t| layout::embedding(&t[0], &t[1]));
         }
     }

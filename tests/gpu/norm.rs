@@ -5,25 +5,30 @@ use revelio::DType;
 /// GroupNorm shapes: the SD 1.5 U-Net at 512 px (groups of 10 x 4096, 20 x 1024, 40 x 256 and
 /// 40 x 64 values, one read through smem), the VAE at 512 px (4 x 262144 per group: two phases,
 /// several L2 slices), and shapes whose spatial size is not a multiple of the vector width.
-const GROUP_NORM_CASES: [(&[usize], usize); 11] = [
-    (&[2, 320, 64, 64], 32),
-    (&[2, 640, 32, 32], 32),
-    (&[2, 1280, 16, 16], 32),
-    (&[2, 1280, 8, 8], 32),
-    (&[1, 128, 256, 256], 32),
-    (&[1, 128, 512, 512], 32),
-    (&[1, 512, 64, 64], 32),
-    (&[2, 6, 7, 5], 3),
-    (&[1, 32, 301, 301], 4),
-    (&[3, 8], 4),
-    (&[2, 4, 3], 1),
-];
+/// Small size: the same three paths (smem, two phases over two slices, odd sizes).
+fn group_norm_cases() -> Vec<(&'static [usize], usize)> {
+    let odd: [(&[usize], usize); 4] = [(&[2, 6, 7, 5], 3), (&[1, 32, 101, 103], 4), (&[3, 8], 4), (&[2, 4, 3], 1)];
+    let big: Vec<(&[usize], usize)> = sized(
+        vec![
+            (&[2, 320, 64, 64], 32),
+            (&[2, 640, 32, 32], 32),
+            (&[2, 1280, 16, 16], 32),
+            (&[2, 1280, 8, 8], 32),
+            (&[1, 128, 256, 256], 32),
+            (&[1, 128, 512, 512], 32),
+            (&[1, 512, 64, 64], 32),
+            (&[1, 32, 301, 301], 4),
+        ],
+        vec![(&[2, 320, 16, 16], 32), (&[2, 1280, 8, 8], 32), (&[1, 128, 256, 256], 32)],
+    );
+    big.into_iter().chain(odd).collect()
+}
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn group_norm_silu_matches_cpu() {
     for dtype in DType::FLOATS {
-        for (i, &(dims, groups)) in GROUP_NORM_CASES.iter().enumerate() {
+        for (i, &(dims, groups)) in group_norm_cases().iter().enumerate() {
             let c = dims[1];
             let inputs = [randn(dims, 300 + i as u64), randn(&[c], 400 + i as u64), randn(&[c], 500 + i as u64)];
             check_cuda_vs_cpu(&format!("group_norm {dims:?} g{groups}"), dtype, &inputs, None, |t| {
@@ -42,8 +47,8 @@ fn group_norm_silu_matches_cpu() {
 #[ignore = "needs a CUDA GPU"]
 fn group_norm_is_deterministic() {
     let dev = cuda();
-    for (dims, groups) in [(&[2usize, 320, 64, 64][..], 32), (&[1, 128, 256, 256], 32)] {
-        let x = randn(dims, 7).to_dtype(DType::BF16).unwrap().to_device(&dev).unwrap();
+    for (dims, groups) in [(sized(&[2usize, 320, 64, 64][..], &[2, 320, 16, 16]), 32), (&[1, 128, 256, 256], 32)] {
+        let x = revelio::ops::to_dtype(&randn(dims, 7), DType::BF16).unwrap().to_device(&dev).unwrap();
         let bits = || -> Vec<u16> {
             let y = group_norm(&x, groups, None, None, 1e-5, true).unwrap();
             y.to_vec::<half::bf16>().unwrap().iter().map(|v| v.to_bits()).collect()
@@ -58,7 +63,10 @@ fn group_norm_is_deterministic() {
 fn layer_norm_matches_cpu() {
     // U-Net transformer rows (320..1280), CLIP (768, 1024), DiT (1152), and rows that are not a
     // multiple of the vector width.
-    let shapes: [&[usize]; 9] = [&[2, 4096, 320], &[2, 1024, 640], &[2, 256, 1280], &[2, 77, 768], &[2, 77, 1024], &[2, 256, 1152], &[5, 1023], &[4, 13], &[3, 7, 16385]];
+    let shapes: Vec<&[usize]> = sized(
+        vec![&[2, 4096, 320], &[2, 1024, 640], &[2, 256, 1280], &[2, 77, 768], &[2, 77, 1024], &[2, 256, 1152], &[5, 1023], &[4, 13], &[3, 7, 16385]],
+        vec![&[2, 64, 320], &[2, 16, 1280], &[2, 77, 768], &[2, 16, 1152], &[5, 1023], &[4, 13], &[3, 2, 16385]],
+    );
     for dtype in DType::FLOATS {
         for (i, dims) in shapes.iter().enumerate() {
             let c = *dims.last().unwrap();
@@ -75,7 +83,10 @@ fn layer_norm_matches_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn batch_norm_train_eval_backward_match_cpu() {
-    let shapes: [&[usize]; 6] = [&[64, 320, 32, 32], &[16, 1280, 8, 8], &[8, 64, 17, 17], &[3, 5, 7, 3], &[4, 7], &[2, 3, 5, 4, 2]];
+    let shapes: Vec<&[usize]> = sized(
+        vec![&[64, 320, 32, 32], &[16, 1280, 8, 8], &[8, 64, 17, 17], &[3, 5, 7, 3], &[4, 7], &[2, 3, 5, 4, 2]],
+        vec![&[8, 320, 8, 8], &[4, 1280, 4, 4], &[8, 64, 17, 17], &[3, 5, 7, 3], &[4, 7], &[2, 3, 5, 4, 2]],
+    );
     for dtype in DType::FLOATS {
         for (i, dims) in shapes.iter().enumerate() {
             let c = dims[1];
@@ -89,7 +100,7 @@ fn batch_norm_train_eval_backward_match_cpu() {
                 randn(dims, s + 5),
             ];
             check_cuda_vs_cpu(&format!("batch_norm {dims:?}"), dtype, &inputs, None, |t| {
-                let mut st = BatchNormState { running_mean: t[3].to_dtype(DType::F32)?, running_var: t[4].to_dtype(DType::F32)? };
+                let mut st = BatchNormState { running_mean: revelio::ops::to_dtype(&t[3], DType::F32)?, running_var: revelio::ops::to_dtype(&t[4], DType::F32)? };
                 let (y, cache) = batch_norm_train(&t[0], Some(&t[1]), Some(&t[2]), Some(&mut st), 0.1, 1e-5)?;
                 let eval = batch_norm_eval(&t[0], Some(&t[1]), Some(&t[2]), &st, 1e-5)?;
                 let g = batch_norm_backward(&t[5], &t[0], &cache, Some(&t[1]))?;

@@ -7,7 +7,7 @@
 
 use crate::common::*;
 use revelio::ops::optim::{AdamConfig, AdamScalars};
-use revelio::sae::ops::{self, Centered, Code, Grads};
+use revelio::ops::sae::{self as ops, Centered, Code, Grads};
 use revelio::sae::SaeParams;
 use revelio::{DType, Device, Tensor};
 
@@ -51,14 +51,14 @@ fn random_code(rows: usize, n: usize, k: usize, seed: u64) -> Code {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn center_matches_the_cpu() {
-    for (rows, d) in [(1, 1), (37, 41), (8192, 1280)] {
+    for (rows, d) in [(1, 1), (37, 41), (sized(8192, 512), 1280)] {
         let x = randn(&[rows, d], 1);
         let b = randn(&[d], 2);
         let cpu = ops::center(&x, &b).unwrap();
         let gpu = ops::center(&to_gpu(&x), &to_gpu(&b)).unwrap();
         assert_eq!(gpu.xc.to_f32_vec().unwrap(), cpu.xc.to_f32_vec().unwrap(), "xc [{rows}, {d}]");
         let x16 = gpu.xc16.expect("CUDA makes the bf16 copy");
-        assert_eq!(x16.to_f32_vec().unwrap(), cpu.xc.to_dtype(DType::BF16).unwrap().to_f32_vec().unwrap());
+        assert_eq!(x16.to_f32_vec().unwrap(), revelio::ops::to_dtype(&cpu.xc, DType::BF16).unwrap().to_f32_vec().unwrap());
     }
 }
 
@@ -96,11 +96,14 @@ fn assert_valid_topk(what: &str, code: &Code, pre: &[f32], n: usize) {
 /// instantiation, and the real shapes.
 const ENC_SHAPES: [(usize, usize, usize, usize); 7] =
     [(1, 16, 16, 1), (37, 40, 300, 5), (130, 41, 257, 32), (257, 320, 1000, 64), (200, 1280, 20480, 32), (64, 1280, 81920, 32), (129, 640, 40960, 33)];
+/// Small size: the same k and tail cases with n of a few thousand latents.
+const ENC_SHAPES_SMALL: [(usize, usize, usize, usize); 6] =
+    [(1, 16, 16, 1), (37, 40, 300, 5), (130, 41, 257, 32), (257, 320, 1000, 64), (64, 320, 2048, 32), (129, 64, 1100, 33)];
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn fused_encoder_picks_a_true_top_k() {
-    for (i, &(rows, d, n, k)) in ENC_SHAPES.iter().enumerate() {
+    for (i, &(rows, d, n, k)) in sized(&ENC_SHAPES[..], &ENC_SHAPES_SMALL[..]).iter().enumerate() {
         for relu in [false, true] {
             let x = randn(&[rows, d], 10 + i as u64);
             let w = randn_scaled(&[d, n], (1.0 / d as f32).sqrt(), 20 + i as u64);
@@ -108,10 +111,10 @@ fn fused_encoder_picks_a_true_top_k() {
             let b_dec = randn_scaled(&[d], 0.1, 40 + i as u64);
             let gpu_c = ops::center(&to_gpu(&x), &to_gpu(&b_dec)).unwrap();
             let w_gpu = to_gpu(&w);
-            let w16 = w_gpu.to_dtype(DType::BF16).unwrap();
+            let w16 = revelio::ops::to_dtype(&w_gpu, DType::BF16).unwrap();
             let code = ops::encode_topk(&gpu_c, &w_gpu, Some(&w16), &to_gpu(&b), k, relu).unwrap();
             // The reference: the same bf16 operands in f32 on the CPU.
-            let xc16 = gpu_c.xc16.as_ref().unwrap().to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+            let xc16 = revelio::ops::to_dtype(gpu_c.xc16.as_ref().unwrap(), DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
             let w_r = round_through(&w, DType::BF16);
             let pre = ops::encode_dense(&xc16, &w_r, &b, relu).unwrap().to_f32_vec().unwrap();
             assert_valid_topk(&format!("encoder [{rows}, {d}] x [{d}, {n}] k {k} relu {relu}"), &code, &pre, n);
@@ -132,7 +135,7 @@ fn dense_fallback_and_aux_encoder_match_the_cpu() {
     let (wg, bg) = (to_gpu(&w), to_gpu(&b));
     // k > 64: the f32 dense path on both sides.
     let want = ops::encode_topk(&cpu_c, &w, None, &b, 100, false).unwrap();
-    let got = ops::encode_topk(&gpu_c, &wg, Some(&wg.to_dtype(DType::BF16).unwrap()), &bg, 100, false).unwrap();
+    let got = ops::encode_topk(&gpu_c, &wg, Some(&revelio::ops::to_dtype(&wg, DType::BF16).unwrap()), &bg, 100, false).unwrap();
     let pre = ops::encode_dense(&cpu_c.xc, &w, &b, false).unwrap().to_f32_vec().unwrap();
     assert_valid_topk("dense fallback k 100", &got, &pre, n);
     assert_tensor_close("dense fallback values", &got.vals, &want.vals, 1e-5);
@@ -141,7 +144,7 @@ fn dense_fallback_and_aux_encoder_match_the_cpu() {
     let pre_relu = ops::encode_dense(&cpu_c.xc, &w, &b, true).unwrap().to_f32_vec().unwrap();
     let sub: Vec<f32> = (0..rows).flat_map(|r| cols.iter().map(|&j| pre_relu[r * n + j as usize]).collect::<Vec<_>>()).collect();
     for ka in [20, 150] {
-        let w16 = wg.to_dtype(DType::BF16).unwrap();
+        let w16 = revelio::ops::to_dtype(&wg, DType::BF16).unwrap();
         let code = ops::encode_topk_cols(&gpu_c, &wg, Some(&w16), &bg, &cols, ka).unwrap();
         let idx: Vec<i32> = code.idx.to_vec().unwrap();
         assert!(idx.iter().all(|j| j % 3 == 0), "aux ids are latent ids of the subset");
@@ -162,10 +165,14 @@ fn dense_fallback_and_aux_encoder_match_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn decode_matches_the_cpu() {
-    for (i, &(rows, d, n, kk)) in [(1, 3, 5, 1), (33, 129, 300, 7), (64, 1280, 20480, 32), (16, 1280, 81920, 256)].iter().enumerate() {
+    let shapes = sized(
+        [(1, 3, 5, 1), (33, 129, 300, 7), (64, 1280, 20480, 32), (16, 1280, 81920, 256)],
+        [(1, 3, 5, 1), (33, 129, 300, 7), (16, 320, 2048, 32), (4, 320, 4096, 256)],
+    );
+    for (i, &(rows, d, n, kk)) in shapes.iter().enumerate() {
         let code = random_code(rows, n, kk, 60 + i as u64);
         let mut w = randn(&[n, d], 61 + i as u64);
-        revelio::sae::cpu::normalize_rows(&mut w).unwrap();
+        ops::normalize_rows(&mut w).unwrap();
         let inputs = [randn(&[rows, d], 62 + i as u64), randn(&[d], 63), code.vals.clone(), code.idx.clone(), w];
         for bias in [true, false] {
             check_cuda_vs_cpu(&format!("decode [{rows}, {d}] n {n} k {kk} bias {bias}"), DType::F32, &inputs, None, |t| {
@@ -183,7 +190,7 @@ fn column_statistics_match_the_cpu() {
     // f32 Welford per thread, merged in a fixed order, against f64 two-pass sums: each partial
     // carries about rows * 6e-8 relative error in the worst case and far less on random data
     // (errors cancel like sqrt(rows)); 1e-4 covers 8192 rows with an offset mean of 3.
-    for (rows, d) in [(1, 5), (255, 33), (257, 1), (8192, 1280)] {
+    for (rows, d) in [(1, 5), (255, 33), (257, 1), (sized(8192, 512), 1280)] {
         let x = revelio::ops::affine(&randn(&[rows, d], 70), 1.0, 3.0).unwrap();
         check_cuda_vs_cpu(&format!("col_stats [{rows}, {d}]"), DType::F32, &[x], Some(1e-4), |t| {
             let (s, m2) = ops::col_stats(&t[0])?;
@@ -195,13 +202,17 @@ fn column_statistics_match_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn sparse_backward_matches_the_cpu() {
-    for (i, &(rows, d, n, k, ka)) in [(4, 3, 6, 2, 0), (37, 41, 200, 5, 3), (256, 1280, 20480, 32, 256), (64, 320, 1000, 64, 0)].iter().enumerate() {
+    let shapes = sized(
+        [(4, 3, 6, 2, 0), (37, 41, 200, 5, 3), (256, 1280, 20480, 32, 256), (64, 320, 1000, 64, 0)],
+        [(4, 3, 6, 2, 0), (37, 41, 200, 5, 3), (64, 320, 2048, 32, 256), (64, 320, 1000, 64, 0)],
+    );
+    for (i, &(rows, d, n, k, ka)) in shapes.iter().enumerate() {
         for relu in [false, true] {
             let seed = 80 + 10 * i as u64;
             let code = random_code(rows, n, k, seed);
             let aux = random_code(rows, n, ka.max(1), seed + 1);
             let mut w_dec = randn(&[n, d], seed + 2);
-            revelio::sae::cpu::normalize_rows(&mut w_dec).unwrap();
+            ops::normalize_rows(&mut w_dec).unwrap();
             let inputs = vec![
                 randn(&[rows, d], seed + 3),            // 0 xc
                 randn_scaled(&[d, n], 0.1, seed + 4),   // 1 W_enc
@@ -240,7 +251,7 @@ fn sparse_backward_matches_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn fused_adam_matches_the_cpu() {
-    for &(d, n) in &[(3, 5), (41, 300), (1280, 20480)] {
+    for &(d, n) in &[(3, 5), (41, 300), sized((1280, 20480), (320, 2048))] {
         for moments in [DType::F32, DType::BF16] {
             let params = SaeParams { w_enc: randn(&[d, n], 90), b_enc: randn(&[n], 91), w_dec: randn(&[n, d], 92), b_dec: randn(&[d], 93) };
             let grads = [randn(&[d, n], 94), randn(&[n], 95), randn(&[n, d], 96), randn(&[d], 97)];
@@ -249,10 +260,10 @@ fn fused_adam_matches_the_cpu() {
                 let g = Grads { w_enc: grads[0].to_device(dev).unwrap(), b_enc: grads[1].to_device(dev).unwrap(), w_dec: grads[2].to_device(dev).unwrap(), b_dec: grads[3].to_device(dev).unwrap() };
                 let mut m = p.zeros_like(moments).unwrap();
                 let mut v = p.zeros_like(moments).unwrap();
-                let mut w16 = dev.is_cuda().then(|| p.w_enc.to_dtype(DType::BF16).unwrap());
+                let mut w16 = dev.is_cuda().then(|| revelio::ops::to_dtype(&p.w_enc, DType::BF16).unwrap());
                 let cfg = AdamConfig::adam(1e-3);
                 for step in 1..=3 {
-                    ops::adam_step(&mut p, w16.as_mut(), &g, &mut m, &mut v, &AdamScalars::new(&cfg, step)).unwrap();
+                    ops::adam_step(p.adam_slots(&g, &mut m, &mut v), w16.as_mut(), &AdamScalars::new(&cfg, step)).unwrap();
                 }
                 (p, m, v, w16)
             };
@@ -262,7 +273,7 @@ fn fused_adam_matches_the_cpu() {
                 assert_tensor_close(&format!("adam {name} [{d}, {n}] moments {moments}"), a, b, 1e-5);
             }
             let w16 = w16.unwrap();
-            assert_eq!(w16.to_f32_vec().unwrap(), pg.w_enc.to_dtype(DType::BF16).unwrap().to_f32_vec().unwrap(), "the shadow is W_enc in bf16");
+            assert_eq!(w16.to_f32_vec().unwrap(), revelio::ops::to_dtype(&pg.w_enc, DType::BF16).unwrap().to_f32_vec().unwrap(), "the shadow is W_enc in bf16");
         }
     }
 }
@@ -285,7 +296,7 @@ fn dead_latent_counters_match_the_cpu() {
 fn planted_rows(rows: usize) -> revelio::sae::data::Rows {
     let (d, m) = (64, 48);
     let mut dirs = randn(&[m, d], 110);
-    revelio::sae::cpu::normalize_rows(&mut dirs).unwrap();
+    ops::normalize_rows(&mut dirs).unwrap();
     let dv = dirs.to_f32_vec().unwrap();
     let mut x = vec![0.0f32; rows * d];
     for r in 0..rows {
@@ -312,7 +323,7 @@ fn training_on_the_gpu_is_deterministic_and_agrees_with_the_cpu() {
         k: 3,
         d_sae: 256,
         relu: true,
-        batch: 512,
+        batch: sized(512, 128),
         steps: 300,
         warmup: 20,
         lr: 2e-3,

@@ -151,10 +151,10 @@ fn rejects_bad_operands() {
     assert!(e.contains("no tokens") && e.contains("[2, 0, 4, 16]"), "{e}");
     let e = attention(&q, &k, &k, f32::NAN, false).unwrap_err().to_string();
     assert!(e.contains("scale"), "{e}");
-    let half = q.to_dtype(DType::BF16).unwrap();
+    let half = revelio::ops::to_dtype(&q, DType::BF16).unwrap();
     let e = err(&half, &half, &half, false);
     assert!(e.contains("f32"), "{e}");
-    let e = err(&q, &k.to_dtype(DType::BF16).unwrap(), &k, false);
+    let e = err(&q, &revelio::ops::to_dtype(&k, DType::BF16).unwrap(), &k, false);
     assert!(e.contains("dtypes"), "{e}");
 }
 

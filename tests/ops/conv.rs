@@ -188,7 +188,7 @@ fn conv2d_rejects_bad_operands() {
     let err = conv2d(&randn(&[3, 8, 8], 6), &w, None, &p).unwrap_err().to_string();
     assert!(err.contains("rank-4") && err.contains("[3, 8, 8]"), "{err}");
     assert!(conv2d(&x, &w, None, &Conv2dParams::new(0, 1)).is_err());
-    let half = x.to_dtype(revelio::DType::BF16).unwrap();
+    let half = revelio::ops::to_dtype(&x, revelio::DType::BF16).unwrap();
     assert!(conv2d(&half, &w, None, &p).is_err());
     let err = conv2d_backward(&randn(&[2, 4, 7, 8], 7), &x, &w, &p, true, true).unwrap_err().to_string();
     assert!(err.contains("dy [2, 4, 7, 8]") && err.contains("[2, 4, 8, 8]"), "{err}");

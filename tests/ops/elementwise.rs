@@ -100,7 +100,7 @@ fn binary_ops_broadcast_like_numpy() {
 fn affine_and_dtype_checks() {
     let x = cpu(vec![1.0, -2.0], &[2]);
     assert_eq!(ops::affine(&x, 3.0, 1.0).unwrap().to_f32_vec().unwrap(), vec![4.0, -5.0]);
-    let half = x.to_dtype(revelio::DType::BF16).unwrap();
+    let half = revelio::ops::to_dtype(&x, revelio::DType::BF16).unwrap();
     let err = ops::silu(&half).unwrap_err().to_string();
     assert!(err.contains("f32"), "{err}");
     let ids = Tensor::from_vec(vec![1i64, 2], [2], &Device::Cpu).unwrap();

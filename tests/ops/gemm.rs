@@ -124,6 +124,6 @@ fn gemm_ops_reject_bad_operands() {
     assert!(err.contains("bias [5]"), "{err}");
     let err = linear_backward(&randn(&[3, 5], 6), &randn(&[3, 5], 3), &randn(&[4, 5], 4), true, true).unwrap_err().to_string();
     assert!(err.contains("dy [3, 5]") && err.contains("[3, 4]"), "{err}");
-    let half = randn(&[2, 3], 1).to_dtype(revelio::DType::F16).unwrap();
+    let half = revelio::ops::to_dtype(&randn(&[2, 3], 1), revelio::DType::F16).unwrap();
     assert!(matmul(&half, &half).is_err());
 }

@@ -112,7 +112,7 @@ fn cat_rejects_mismatched_inputs() {
     assert!(err.contains("[2, 3]") && err.contains("[3, 3]"), "{err}");
     assert!(layout::cat(&[&a, &b], 0).is_ok());
     assert!(layout::cat(&[&a, &randn(&[2, 3, 1], 8)], 0).is_err());
-    assert!(layout::cat(&[&a, &a.to_dtype(DType::F16).unwrap()], 0).is_err());
+    assert!(layout::cat(&[&a, &revelio::ops::to_dtype(&a, DType::F16).unwrap()], 0).is_err());
     assert!(layout::cat(&[], 0).is_err());
     assert!(layout::cat(&[&a], 2).is_err());
 }
@@ -143,7 +143,7 @@ fn upsample_nearest2x_repeats_each_pixel() {
         4.0, 4.0, 5.0, 5.0, 6.0, 6.0,
     ];
     assert_eq!(y.to_f32_vec().unwrap(), want);
-    let big = randn(&[2, 3, 5, 4], 9).to_dtype(DType::BF16).unwrap();
+    let big = revelio::ops::to_dtype(&randn(&[2, 3, 5, 4], 9), DType::BF16).unwrap();
     let bv = big.to_f32_vec().unwrap();
     let up = layout::upsample_nearest2x(&big).unwrap();
     assert_eq!(up.dtype(), DType::BF16);
@@ -179,7 +179,7 @@ fn upsample_nearest_reads_torchs_source_pixels() {
     }
     // A 2x3 map resized to 3x7 (rows 0,0,1; columns 0,0,0,1,1,2,2), in every float dtype.
     for dtype in DType::FLOATS {
-        let x = cpu(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 1, 2, 3]).to_dtype(dtype).unwrap();
+        let x = revelio::ops::to_dtype(&cpu(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 1, 2, 3]), dtype).unwrap();
         let y = layout::upsample_nearest(&x, 3, 7).unwrap();
         assert_eq!((y.dims(), y.dtype()), (&[1usize, 1, 3, 7][..], dtype));
         #[rustfmt::skip]
@@ -217,7 +217,7 @@ fn embedding_looks_up_rows_for_i64_and_i32_ids() {
     let tv = table.to_f32_vec().unwrap();
     let ids = [4i64, 0, 2, 2, 1, 3];
     for id_dtype in [DType::I64, DType::I32] {
-        let t = Tensor::from_vec(ids.to_vec(), [2, 3], &Device::Cpu).unwrap().to_dtype(id_dtype).unwrap();
+        let t = revelio::ops::to_dtype(&Tensor::from_vec(ids.to_vec(), [2, 3], &Device::Cpu).unwrap(), id_dtype).unwrap();
         let y = layout::embedding(&t, &table).unwrap();
         assert_eq!(y.dims(), &[2, 3, 4]);
         let want: Vec<f32> = ids.iter().flat_map(|&i| tv[i as usize * 4..i as usize * 4 + 4].to_vec()).collect();
@@ -240,7 +240,7 @@ fn gather_rows_picks_rows_in_order() {
     assert_eq!(y.dims(), &[3, 2, 3]);
     let want: Vec<i64> = [18..24, 0..6, 18..24].into_iter().flatten().collect();
     assert_eq!(y.to_vec::<i64>().unwrap(), want);
-    let f = randn(&[4, 2, 3], 11).to_dtype(DType::F16).unwrap();
+    let f = revelio::ops::to_dtype(&randn(&[4, 2, 3], 11), DType::F16).unwrap();
     let fy = layout::gather_rows(&f, &idx).unwrap();
     let fv = f.to_f32_vec().unwrap();
     assert_eq!(fy.to_f32_vec().unwrap(), [&fv[18..24], &fv[0..6], &fv[18..24]].concat());

@@ -116,7 +116,7 @@ fn group_norm_rejects_bad_operands() {
     assert!(err.contains("bias") && err.contains("[5]"), "{err}");
     let err = group_norm(&randn(&[6], 3), 3, None, None, 1e-5, false).unwrap_err().to_string();
     assert!(err.contains("rank >= 2") && err.contains("[6]"), "{err}");
-    let half = x.to_dtype(DType::BF16).unwrap();
+    let half = revelio::ops::to_dtype(&x, DType::BF16).unwrap();
     assert!(group_norm(&half, 3, None, None, 1e-5, false).is_err(), "bf16 on the CPU");
     assert!(group_norm(&x, 3, None, None, -1.0, false).is_err(), "negative eps");
 }

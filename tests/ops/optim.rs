@@ -98,9 +98,9 @@ fn adam_step_rejects_bad_operands_and_keeps_the_step() {
     assert_eq!(state.step, 0);
     let bad_beta = AdamConfig { beta2: 1.0, ..cfg };
     assert!(adam_step(&mut p, &randn(&[4, 3], 2), &mut state, &bad_beta).is_err());
-    let mut half = p.to_dtype(DType::BF16).unwrap();
+    let mut half = revelio::ops::to_dtype(&p, DType::BF16).unwrap();
     assert!(AdamState::new(&half).is_err());
-    let g16 = randn(&[4, 3], 2).to_dtype(DType::BF16).unwrap();
+    let g16 = revelio::ops::to_dtype(&randn(&[4, 3], 2), DType::BF16).unwrap();
     assert!(adam_step(&mut half, &g16, &mut state, &cfg).is_err());
     assert_eq!(state.step, 0);
     let zeros = Tensor::zeros([4, 3], DType::F32, &Device::Cpu).unwrap();

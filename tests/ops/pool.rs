@@ -91,5 +91,5 @@ fn pooling_rejects_bad_operands() {
     assert!(err.contains("rank-4") && err.contains("[2, 4, 4]"), "{err}");
     assert!(pool::adaptive_avg_pool2d_backward(&x, (0, 3)).is_err());
     assert!(pool::global_avg_pool(&Tensor::zeros([1, 2, 0, 3], DType::F32, &Device::Cpu).unwrap()).is_err());
-    assert!(pool::global_avg_pool(&x.to_dtype(DType::BF16).unwrap()).is_err(), "CPU takes f32");
+    assert!(pool::global_avg_pool(&revelio::ops::to_dtype(&x, DType::BF16).unwrap()).is_err(), "CPU takes f32");
 }

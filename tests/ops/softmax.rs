@@ -47,7 +47,7 @@ fn softmax_matches_f64() {
 fn softmax_rejects_bad_operands() {
     let err = softmax(&Tensor::scalar(1.0)).unwrap_err().to_string();
     assert!(err.contains("rank"), "{err}");
-    let half = randn(&[2, 3], 1).to_dtype(DType::F16).unwrap();
+    let half = revelio::ops::to_dtype(&randn(&[2, 3], 1), DType::F16).unwrap();
     let err = softmax(&half).unwrap_err().to_string();
     assert!(err.contains("f32") && err.contains("[2, 3]"), "{err}");
 }

@@ -77,7 +77,7 @@ pub fn label_name(meta: &ReportMeta, label: i64) -> String {
 
 /// `const NAME = value;` or `call(value);` as a script file.
 fn script(path: &Path, prefix: &str, v: &impl Serialize, suffix: &str) -> Result<Vec<u8>> {
-    let body = serde_json::to_string(v).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    let body = serde_json::to_string(v).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
     Ok(format!("{prefix}{body}{suffix}\n").into_bytes())
 }
 

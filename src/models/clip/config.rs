@@ -1,7 +1,7 @@
 //! `CLIPTextConfig`: the text encoder's config.json under transformers' field names, with
-//! transformers 5.23's defaults (`models/clip/configuration_clip.py`) for missing fields, and one
-//! `validate()` that rejects every value that would change the computation and that revelio
-//! does not implement.
+//! transformers 5.23's defaults (`models/clip/configuration_clip.py`) for missing fields, read as
+//! every config is (src/io/config.rs: a bad value names its key), and one `validate()` that
+//! rejects every value that would change the computation and that revelio does not implement.
 //!
 //! Fields that do not change the text model's output, accepted and unused:
 //! - `projection_dim`: the width of `text_projection`, which only `CLIPTextModelWithProjection`
@@ -10,16 +10,16 @@
 //!   gets; padding is not masked: SD feeds the padded 77 tokens through the causal mask);
 //! - `attention_dropout`, `dropout`: training only (revelio runs the model in eval mode);
 //! - `initializer_range`, `initializer_factor`: initialisation only;
-//! - bookkeeping: `architectures`, `model_type`, `transformers_version`, `dtype`/`torch_dtype`,
-//!   `_name_or_path`.
+//! - bookkeeping: `transformers_version`, `dtype`/`torch_dtype`, and `_`-prefixed keys such as
+//!   `_name_or_path` (`architectures` and `model_type` are read: they must name the text model).
 //!
 //! Any other key is named in a warning on stderr.
 
+use crate::config_fields;
+use crate::io::config::{read_config, unknown_keys};
 use crate::ops::Unary;
 use crate::{Error, Result};
-use serde::Deserialize;
-use serde_json::Value;
-use std::collections::BTreeMap;
+use serde_json::{Map, Value};
 use std::path::Path;
 
 /// The largest and the required multiple of the head dim: revelio's attention op takes head
@@ -35,12 +35,9 @@ const KNOWN_UNUSED: &[&str] = &[
     "dropout",
     "initializer_range",
     "initializer_factor",
-    "architectures",
-    "model_type",
     "transformers_version",
     "dtype",
     "torch_dtype",
-    "_name_or_path",
 ];
 
 /// The activation of the MLP (`hidden_act`).
@@ -74,96 +71,104 @@ impl HiddenAct {
     }
 }
 
-fn d_vocab_size() -> usize {
-    49408
-}
-fn d_hidden_size() -> usize {
-    512
-}
-fn d_intermediate_size() -> usize {
-    2048
-}
-fn d_num_hidden_layers() -> usize {
-    12
-}
-fn d_num_attention_heads() -> usize {
-    8
-}
-fn d_max_position_embeddings() -> usize {
-    77
-}
-fn d_hidden_act() -> String {
-    "quick_gelu".into()
-}
-fn d_layer_norm_eps() -> f64 {
-    1e-5
-}
-fn d_eos_token_id() -> Value {
-    Value::from(49407)
-}
-
 /// `text_encoder/config.json` (transformers' `CLIPTextConfig`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClipTextConfig {
-    #[serde(default = "d_vocab_size")]
     pub vocab_size: usize,
     /// D, the width of the residual stream.
-    #[serde(default = "d_hidden_size")]
     pub hidden_size: usize,
     /// The MLP's inner width.
-    #[serde(default = "d_intermediate_size")]
     pub intermediate_size: usize,
-    #[serde(default = "d_num_hidden_layers")]
     pub num_hidden_layers: usize,
     /// H; the head dim is hidden_size / H.
-    #[serde(default = "d_num_attention_heads")]
     pub num_attention_heads: usize,
     /// The longest input (the rows of the learned position table).
-    #[serde(default = "d_max_position_embeddings")]
     pub max_position_embeddings: usize,
-    #[serde(default = "d_hidden_act")]
     pub hidden_act: String,
-    #[serde(default = "d_layer_norm_eps")]
     pub layer_norm_eps: f64,
     /// Picks the pooled position (see `ClipTextModel::pool_positions`); an integer.
-    #[serde(default = "d_eos_token_id")]
     pub eos_token_id: Value,
-    /// Every other key, by name.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, Value>,
+    /// "clip_text_model" when given as a string.
+    pub model_type: Option<Value>,
+    /// Only `CLIPTextModel` when given as a list.
+    pub architectures: Option<Value>,
+    /// Keys neither read nor known to be irrelevant, in file order.
+    unknown: Vec<String>,
+}
+
+impl Default for ClipTextConfig {
+    /// transformers' defaults (`CLIPTextConfig.__init__`).
+    fn default() -> Self {
+        ClipTextConfig {
+            vocab_size: 49408,
+            hidden_size: 512,
+            intermediate_size: 2048,
+            num_hidden_layers: 12,
+            num_attention_heads: 8,
+            max_position_embeddings: 77,
+            hidden_act: "quick_gelu".into(),
+            layer_norm_eps: 1e-5,
+            eos_token_id: Value::from(49407),
+            model_type: None,
+            architectures: None,
+            unknown: Vec::new(),
+        }
+    }
 }
 
 impl ClipTextConfig {
     /// Reads and validates `path` (a config.json), warning on stderr about keys it does not know.
     pub fn from_file(path: &Path) -> Result<ClipTextConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
-        let cfg = ClipTextConfig::from_value(&value).map_err(|e| Error::format(path, e.to_string()))?;
-        let unknown = cfg.unknown_keys();
-        if !unknown.is_empty() {
-            eprintln!("warning: {}: keys revelio does not know, ignored: {}", path.display(), unknown.join(", "));
+        let cfg = ClipTextConfig::parse(&read_config(path, "model")?).map_err(|m| Error::format(path, m))?;
+        if !cfg.unknown.is_empty() {
+            eprintln!("warning: {}: unknown config key(s) ignored: {}", path.display(), cfg.unknown.join(", "));
         }
         Ok(cfg)
     }
 
     /// Parses and validates a config given as JSON (no warnings: see `unknown_keys`).
     pub fn from_value(value: &Value) -> Result<ClipTextConfig> {
-        let cfg: ClipTextConfig = serde_json::from_value(value.clone())
-            .map_err(|e| Error::Config(format!("CLIP text config: {e}")))?;
-        cfg.validate()?;
-        Ok(cfg)
+        let map = value.as_object().ok_or_else(|| Error::BadInput("CLIP text config: expected a JSON object of model settings".into()))?;
+        ClipTextConfig::parse(map).map_err(Error::BadInput)
+    }
+
+    /// `from_map`, then `validate`.
+    fn parse(map: &Map<String, Value>) -> std::result::Result<ClipTextConfig, String> {
+        let c = ClipTextConfig::from_map(map).map_err(|m| format!("CLIP text config: {m}"))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Field by field, so that a bad value names its key; notes the unknown keys.
+    fn from_map(map: &Map<String, Value>) -> std::result::Result<ClipTextConfig, String> {
+        let mut c = ClipTextConfig::default();
+        let mut known = config_fields!(map, c;
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            max_position_embeddings,
+            hidden_act,
+            layer_norm_eps,
+            eos_token_id,
+            model_type,
+            architectures
+        );
+        known.extend(KNOWN_UNUSED);
+        c.unknown = unknown_keys(map, &known);
+        Ok(c)
     }
 
     /// Keys that are neither read nor known to be irrelevant.
     pub fn unknown_keys(&self) -> Vec<String> {
-        self.other.keys().filter(|k| !KNOWN_UNUSED.contains(&k.as_str())).cloned().collect()
+        self.unknown.clone()
     }
 
     /// The MLP activation (validated).
     pub fn act(&self) -> Result<HiddenAct> {
         HiddenAct::parse(&self.hidden_act).ok_or_else(|| {
-            Error::Config(format!(
+            Error::Unsupported(format!(
                 "CLIP text config: hidden_act \"{}\" is not supported (quick_gelu, gelu, gelu_pytorch_tanh, gelu_new are)",
                 self.hidden_act
             ))
@@ -173,7 +178,7 @@ impl ClipTextConfig {
     /// The EOS id (validated).
     pub fn eos(&self) -> Result<i64> {
         self.eos_token_id.as_i64().ok_or_else(|| {
-            Error::Config(format!(
+            Error::Unsupported(format!(
                 "CLIP text config: eos_token_id must be one integer (it picks the pooled position), got {}",
                 self.eos_token_id
             ))
@@ -186,7 +191,11 @@ impl ClipTextConfig {
 
     /// Errors naming the field and value for anything revelio cannot compute as transformers does.
     pub fn validate(&self) -> Result<()> {
-        let bad = |msg: String| Err(Error::Config(format!("CLIP text config: {msg}")));
+        self.check().map_err(Error::Unsupported)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let bad = |msg: String| Err(format!("CLIP text config: {msg}"));
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -218,16 +227,16 @@ impl ClipTextConfig {
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
             return bad(format!("layer_norm_eps must be positive and finite, got {}", self.layer_norm_eps));
         }
-        self.act()?;
-        self.eos()?;
-        if let Some(Value::String(t)) = self.other.get("model_type") {
+        self.act().map_err(|e| e.to_string())?;
+        self.eos().map_err(|e| e.to_string())?;
+        if let Some(Value::String(t)) = &self.model_type {
             if t != "clip_text_model" {
                 return bad(format!(
                     "model_type \"{t}\": expected \"clip_text_model\" (a text_encoder/ folder of CLIPTextModel)"
                 ));
             }
         }
-        if let Some(Value::Array(archs)) = self.other.get("architectures") {
+        if let Some(Value::Array(archs)) = &self.architectures {
             for a in archs {
                 if a.as_str() != Some("CLIPTextModel") {
                     return bad(format!("architectures {a}: only CLIPTextModel is implemented (no projection head)"));

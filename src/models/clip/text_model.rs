@@ -27,7 +27,7 @@
 //! norm) in `StableDiffusionPipeline.encode_prompt`; the skipped layers are not computed.
 
 use super::config::ClipTextConfig;
-use crate::models::layers::{LayerNorm, Linear};
+use crate::models::common::layers::{LayerNorm, Linear};
 use crate::models::weights::{Scope, Weights};
 use crate::ops::{self, Unary};
 use crate::tensor::{DType, Device, Tensor};
@@ -219,7 +219,7 @@ impl ClipTextModel {
         let h = self.run(&ids, self.layers.len(), record)?;
         // 3. final_layer_norm  [B, S, D]
         let last_hidden_state = {
-            let _r = crate::cuda::nvtx::range("final_layer_norm");
+            let _r = crate::trace::range("final_layer_norm");
             self.final_layer_norm.forward(&h)?
         };
         // 4. pooled: the EOS position of each row  [B, D]
@@ -232,11 +232,11 @@ impl ClipTextModel {
     pub fn encode(&self, input_ids: &Tensor, skip: ClipSkip) -> Result<Tensor> {
         let l = self.layers.len();
         if skip.skip > l {
-            return Err(Error::Config(format!("clip skip {} is more than the model's {l} layers", skip.skip)));
+            return Err(Error::BadOption(format!("clip skip {} is more than the model's {l} layers", skip.skip)));
         }
         let h = self.run(&self.host_ids(input_ids)?, l - skip.skip, None)?;
         if skip.final_layer_norm {
-            let _r = crate::cuda::nvtx::range("final_layer_norm");
+            let _r = crate::trace::range("final_layer_norm");
             self.final_layer_norm.forward(&h)
         } else {
             Ok(h)
@@ -250,7 +250,7 @@ impl ClipTextModel {
         let s = ids.dims()[1];
         // 1. embeddings: token_embedding(ids) + position_embedding(0..S)  [B, S, D]
         let mut h = {
-            let _r = crate::cuda::nvtx::range("embeddings");
+            let _r = crate::trace::range("embeddings");
             let tokens = ops::layout::embedding(&ids.to_device(&self.device())?, &self.token_embedding)?;
             ops::add(&tokens, &self.position_embedding.narrow0(0, s)?)?
         };
@@ -259,7 +259,7 @@ impl ClipTextModel {
         }
         // 2. encoder layers, causal self-attention (no padding mask: SD passes none)
         for (i, layer) in self.layers.iter().take(layers).enumerate() {
-            let _r = crate::cuda::nvtx::range(&format!("encoder.layers.{i}"));
+            let _r = crate::trace::range(&format!("encoder.layers.{i}"));
             h = layer.forward(&h)?;
             if let Some(r) = record.as_deref_mut() {
                 r.push(h.clone());
@@ -286,7 +286,7 @@ impl ClipTextModel {
             "input_ids {} must be [B, S] with B >= 1 and 1 <= S <= max_position_embeddings = {p}",
             input_ids.shape()
         );
-        input_ids.to_device(&Device::Cpu)?.to_dtype(DType::I64)
+        ops::to_dtype(&input_ids.to_device(&Device::Cpu)?, DType::I64)
     }
 
     /// The pooled position of each row of `ids` ([B, S], host values), as transformers picks it

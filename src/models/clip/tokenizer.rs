@@ -342,7 +342,7 @@ impl ClipTokenizer {
     /// `tokenizer(text, padding="max_length", max_length=max_length, truncation=True)`).
     pub fn encode_padded(&self, text: &str, max_length: usize) -> Result<Vec<i64>> {
         if max_length < 2 {
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "tokenizer: max_length {max_length} leaves no room for the start and end tokens (need >= 2)"
             )));
         }

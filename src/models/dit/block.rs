@@ -8,7 +8,7 @@
 
 use super::embeddings::CombinedTimestepLabelEmbeddings;
 use crate::models::weights::Scope;
-use crate::models::layers::Linear;
+use crate::models::common::layers::Linear;
 use crate::ops;
 use crate::tensor::Tensor;
 use crate::Result;

@@ -8,6 +8,8 @@
 //! we: both class names are accepted, and the extra `Transformer2DModel` keys must hold values
 //! that mean "no cross-attention, patched input".
 
+use crate::config_fields;
+use crate::io::config::{parse_config, read_config, warn_unknown};
 use crate::{Error, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -69,9 +71,6 @@ impl Default for DiTConfig {
     }
 }
 
-/// Keys diffusers writes that carry no model setting.
-const META_KEYS: [&str; 4] = ["_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"];
-
 /// DiT family widths: (name, depth, hidden size, heads), facebookresearch/DiT `models.py`
 /// `DiT_S_2` .. `DiT_XL_8`.
 const FAMILY: [(&str, usize, usize, usize); 4] = [("S", 12, 384, 6), ("B", 12, 768, 12), ("L", 24, 1024, 16), ("XL", 28, 1152, 16)];
@@ -80,22 +79,12 @@ impl DiTConfig {
     /// Reads a diffusers `config.json` (`DiTTransformer2DModel`, or the Hub's older
     /// `Transformer2DModel` with `norm_type: "ada_norm_zero"`), then validates it.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
-        let Value::Object(map) = json else {
-            return Err(Error::format(path, "expected a JSON object of model settings"));
-        };
-        let (cfg, unknown) = DiTConfig::from_map(&map).map_err(|msg| Error::format(path, msg))?;
-        if !unknown.is_empty() {
-            eprintln!("warning: {}: keys DiT does not read: {}", path.display(), unknown.join(", "));
-        }
-        cfg.validate().map_err(|msg| Error::format(path, msg))?;
-        Ok(cfg)
+        parse_config(path, &read_config(path, "model")?, Self::from_map, Self::validate)
     }
 
-    /// The config of a parsed JSON object, field by field so that a bad value is named; also
-    /// returns the keys it does not know.
-    pub fn from_map(map: &Map<String, Value>) -> std::result::Result<(Self, Vec<String>), String> {
+    /// The config of a parsed JSON object, field by field so that a bad value is named; keys it
+    /// does not know are named in a warning that names `source`.
+    pub fn from_map(source: &Path, map: &Map<String, Value>) -> std::result::Result<Self, String> {
         match map.get("_class_name").and_then(Value::as_str) {
             None | Some("DiTTransformer2DModel") | Some("Transformer2DModel") => {}
             Some(other) => {
@@ -103,17 +92,7 @@ impl DiTConfig {
             }
         }
         let mut c = DiTConfig::default();
-        let mut known: Vec<&str> = META_KEYS.to_vec();
-        macro_rules! fields {
-            ($($name:ident),*) => {$(
-                known.push(stringify!($name));
-                if let Some(v) = map.get(stringify!($name)) {
-                    c.$name = serde_json::from_value(v.clone())
-                        .map_err(|e| format!("`{}` = {v}: {e}", stringify!($name)))?;
-                }
-            )*};
-        }
-        fields!(
+        let mut known = config_fields!(map, c;
             num_attention_heads,
             attention_head_dim,
             in_channels,
@@ -133,8 +112,8 @@ impl DiTConfig {
         );
         check_legacy_keys(map)?;
         known.extend(LEGACY_KEYS.iter().map(|(k, _)| *k));
-        let unknown = map.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
-        Ok((c, unknown))
+        warn_unknown(source, map, &known);
+        Ok(c)
     }
 
     /// Rejects what we do not implement (or what diffusers rejects), naming the field and value.
@@ -209,7 +188,7 @@ impl DiTConfig {
     /// Learned sigma (out_channels 8) and 1000 ImageNet classes, as every released DiT.
     pub fn preset(model: &str, image_size: usize) -> Result<Self> {
         let bad = || {
-            Error::Config(format!(
+            Error::BadOption(format!(
                 "unknown DiT preset {model:?}: expected S, B, L or XL with patch 2, 4 or 8, e.g. \"XL/2\" (DiT-XL/2)"
             ))
         };
@@ -223,7 +202,7 @@ impl DiTConfig {
             return Err(bad());
         }
         if image_size == 0 || !image_size.is_multiple_of(8 * patch) {
-            return Err(Error::Config(format!(
+            return Err(Error::BadOption(format!(
                 "image size {image_size} for DiT {model}: must be a multiple of 8 * patch = {}",
                 8 * patch
             )));
@@ -383,15 +362,14 @@ mod tests {
             r#"{"sample_size": 33}"#,
             r#"{"num_layers": 0}"#,
         ];
+        let source = Path::new("config.json");
         for text in bad {
             let map: Map<String, Value> = serde_json::from_str(text).unwrap();
-            let res = DiTConfig::from_map(&map).and_then(|(c, _)| c.validate());
+            let res = DiTConfig::from_map(source, &map).and_then(|c| c.validate());
             assert!(res.is_err(), "{text} was accepted");
         }
         let map: Map<String, Value> =
             serde_json::from_str(r#"{"_class_name": "Transformer2DModel", "use_linear_projection": false, "foo": 1}"#).unwrap();
-        let (c, unknown) = DiTConfig::from_map(&map).unwrap();
-        assert_eq!(unknown, vec!["foo".to_string()]);
-        c.validate().unwrap();
+        DiTConfig::from_map(source, &map).unwrap().validate().unwrap();
     }
 }

@@ -8,7 +8,7 @@
 //! (https://github.com/huggingface/diffusers/blob/v0.42.1/src/diffusers/models/embeddings.py).
 
 use crate::models::weights::Scope;
-use crate::models::layers::Linear;
+use crate::models::common::layers::Linear;
 use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ensure_op, Result};
@@ -93,7 +93,7 @@ impl PatchEmbed {
         let proj_bias = proj.get("bias", &[dim])?;
         let base_size = sample_size / patch;
         let pos = sincos_pos_embed(dim, base_size, base_size, base_size, INTERPOLATION_SCALE);
-        let pos_embed = Tensor::from_vec(pos, [1, base_size * base_size, dim], &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
+        let pos_embed = ops::to_dtype(&Tensor::from_vec(pos, [1, base_size * base_size, dim], &Device::Cpu)?, dtype)?.to_device(device)?;
         Ok(PatchEmbed { proj_weight: weight.reshape([dim, in_channels * patch * patch])?, proj_bias, patch, in_channels, dim, base_size, pos_embed })
     }
 
@@ -123,7 +123,7 @@ impl PatchEmbed {
             ops::add(&tokens, &self.pos_embed)
         } else {
             let pos = sincos_pos_embed(self.dim, h, w, self.base_size, INTERPOLATION_SCALE);
-            let pos = Tensor::from_vec(pos, [1, h * w, self.dim], &Device::Cpu)?.to_dtype(x.dtype())?.to_device(&x.device())?;
+            let pos = ops::to_dtype(&Tensor::from_vec(pos, [1, h * w, self.dim], &Device::Cpu)?, x.dtype())?.to_device(&x.device())?;
             ops::add(&tokens, &pos)
         }
     }

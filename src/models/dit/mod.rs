@@ -145,7 +145,7 @@ impl DiT {
         config.validate().map_err(|msg| Error::format(source, msg))?;
         let (dtype, device) = (weights.dtype(), weights.device().clone());
         if device.is_cpu() && dtype != DType::F32 {
-            return Err(Error::Config(format!("DiT on the CPU runs in f32 (the CPU backend computes in f32); asked for {dtype}")));
+            return Err(Error::BadOption(format!("DiT on the CPU runs in f32 (the CPU backend computes in f32); asked for {dtype}")));
         }
         let model = DiT::build(&weights, layout, config, dtype, &device).context(format!("loading DiT from {}", source.display()))?;
         if layout == Layout::Original && weights.contains(ORIGINAL_POS_EMBED) {
@@ -181,7 +181,7 @@ impl DiT {
     fn check_original_pos_embed(&self, weights: &Weights, source: &Path) -> Result<()> {
         let ours = self.pos_embed.trained_pos_embed();
         let theirs = weights.get_as(ORIGINAL_POS_EMBED, ours.dims(), DType::F32)?.to_f32_vec()?;
-        let ours = ours.to_dtype(DType::F32)?.to_f32_vec()?;
+        let ours = ops::to_dtype(ours, DType::F32)?.to_f32_vec()?;
         let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         // Both are f64 sin/cos in [-1, 1] rounded to f32, or to bf16 / f16 if the buffer was
         // stored so (at most 2^-9 apart); another grid differs by O(1).
@@ -236,7 +236,7 @@ impl DiT {
             match n {
                 Some(n) if n < layers => format!("transformer_blocks.{n}"),
                 _ => {
-                    return Err(Error::Config(format!(
+                    return Err(Error::BadOption(format!(
                         "unknown DiT tap {name:?}: the taps are `block.N` (or `transformer_blocks.N`) for N in 0..{layers}, and `pos_embed`, optionally with `:delta`"
                     )))
                 }
@@ -269,11 +269,11 @@ impl DiT {
         let t = self.timesteps(timestep, b)?;
         let labels = self.labels(class_labels, b)?;
         let (h, w) = (hh / p, ww / p);
-        let x = hidden_states.to_dtype(self.dtype)?;
+        let x = ops::to_dtype(hidden_states, self.dtype)?;
 
         // 1. Input: patch embedding + position embedding, [B, T, D].
         let tokens = {
-            let _r = crate::cuda::nvtx::range("pos_embed");
+            let _r = crate::trace::range("pos_embed");
             self.pos_embed.forward(&x)?
         };
         let mut x = visit_map(taps, "pos_embed", || Ok(x.clone()), tokens, h, w)?;
@@ -281,13 +281,13 @@ impl DiT {
             return Ok(None);
         }
         // The timestep frequencies in f32, then cast to the model dtype (embeddings.py L1341).
-        let t_freq = Tensor::from_vec(timestep_frequencies(&t), [b, TIMESTEP_CHANNELS], &Device::Cpu)?.to_dtype(self.dtype)?.to_device(&self.device)?;
+        let t_freq = ops::to_dtype(&Tensor::from_vec(timestep_frequencies(&t), [b, TIMESTEP_CHANNELS], &Device::Cpu)?, self.dtype)?.to_device(&self.device)?;
 
         // 2. Blocks, each with its own conditioning embedder (diffusers' layout).
         let mut cond0 = None;
         for (i, block) in self.transformer_blocks.iter().enumerate() {
             let path = format!("transformer_blocks.{i}");
-            let _r = crate::cuda::nvtx::range(&path);
+            let _r = crate::trace::range(&path);
             let cond = block.norm1.emb.forward(&t_freq, &labels)?;
             let out = block.forward(&x, &cond)?;
             if i == 0 {
@@ -301,8 +301,8 @@ impl DiT {
         }
 
         // 3. Output: block 0's conditioning (dit_transformer_2d.py L208), final layer, unpatchify.
-        let _r = crate::cuda::nvtx::range("proj_out");
-        let cond0 = cond0.ok_or_else(|| Error::Msg("DiT with no blocks (the config validation rejects it)".into()))?;
+        let _r = crate::trace::range("proj_out");
+        let cond0 = cond0.ok_or_else(|| Error::Internal("DiT with no blocks (the config validation rejects it)".into()))?;
         let patches = self.final_layer.forward(&x, &cond0)?;
         unpatchify(&patches, h, w, p, cfg.out_channels()).map(Some)
     }
@@ -328,7 +328,7 @@ impl DiT {
         if class_labels.dims() != [b] || !matches!(class_labels.dtype(), DType::I64 | DType::I32) {
             return Err(Error::op(OP, format!("class_labels {} {} must be i64 or i32 [B] = [{b}]", class_labels.dtype(), class_labels.shape())));
         }
-        let host = class_labels.to_device(&Device::Cpu)?.to_dtype(DType::I64)?;
+        let host = ops::to_dtype(&class_labels.to_device(&Device::Cpu)?, DType::I64)?;
         let classes = self.config.num_classes();
         if let Some((i, v)) = host.to_vec::<i64>()?.into_iter().enumerate().find(|&(_, v)| v < 0 || v as u64 > classes as u64) {
             return Err(Error::op(

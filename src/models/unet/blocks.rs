@@ -9,9 +9,9 @@
 //! its module path as it finishes, then itself (its output: the hidden states it passes on, after
 //! its down/upsampler); any visit may end the pass early (`None`).
 
-use super::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, TimeNorm, Upsample2D};
+use crate::models::common::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, TimeNorm, Upsample2D};
 use super::transformer::{Transformer2DModel, TransformerConfig};
-use super::{step, visit};
+use crate::models::common::visit::{step, visit};
 use crate::models::taps::Taps;
 use crate::models::weights::Scope;
 use crate::ops;
@@ -139,7 +139,7 @@ impl DownBlock {
     /// x: [B, Cin, H, W] -> (hidden states [B, C, H', W'], the skip states for the up path:
     /// each resnet's (or attention's) output and the downsampler's). None: stopped early.
     pub fn forward(&self, x: &Tensor, cond: &Cond, taps: &mut Taps) -> Result<Option<(Tensor, Vec<Tensor>)>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let mut res = Vec::with_capacity(self.resnets.len() + 1);
         let mut h = x.clone();
         for (i, r) in self.resnets.iter().enumerate() {
@@ -189,7 +189,7 @@ impl MidBlock {
 
     /// x: [B, C, H, W] -> [B, C, H, W]; None: stopped early.
     pub fn forward(&self, x: &Tensor, cond: &Cond, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let out = self.resnets[0].forward(x, Some(cond.temb_act))?;
         let mut h = step!(visit(taps, self.resnets[0].path(), x, out));
         for (a, r) in self.attentions.iter().zip(&self.resnets[1..]) {
@@ -259,9 +259,9 @@ impl UpBlock {
         upsample_size: Option<(usize, usize)>,
         taps: &mut Taps,
     ) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         if skips.len() != self.resnets.len() {
-            return Err(crate::Error::Msg(format!("{}: {} skip states for {} resnets", self.path, skips.len(), self.resnets.len())));
+            return Err(crate::Error::Internal(format!("{}: {} skip states for {} resnets", self.path, skips.len(), self.resnets.len())));
         }
         let mut h = x.clone();
         for (i, (r, skip)) in self.resnets.iter().zip(skips.iter().rev()).enumerate() {

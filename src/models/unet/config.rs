@@ -1,6 +1,6 @@
 //! `config.json` of a diffusers `UNet2DConditionModel`, under diffusers' field names and with its
-//! defaults (diffusers 0.42 `models/unets/unet_2d_condition.py`, `__init__`), plus the JSON
-//! helpers the VAE config shares: unknown keys are named in a warning on stderr, a bad value is
+//! defaults (diffusers 0.42 `models/unets/unet_2d_condition.py`, `__init__`), read as every
+//! config is (src/io/config.rs): unknown keys are named in a warning on stderr, a bad value is
 //! an error naming its field, and `validate` rejects every value that would change the
 //! computation and that we do not implement.
 //!
@@ -14,8 +14,9 @@
 //! <https://github.com/huggingface/diffusers/issues/2011#issuecomment-1547958131>), so we reject
 //! it too; `level_table` applies the quirk (`Level::heads`).
 
-use crate::{Error, Result};
-use serde::de::DeserializeOwned;
+use crate::config_fields;
+use crate::io::config::{check_class, config_object, must_be_null, parse_config, read_config, warn_unknown};
+use crate::Result;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -38,64 +39,6 @@ impl<T: Clone + std::fmt::Debug> PerLevel<T> {
             PerLevel::Each(v) if v.len() == levels => Ok(v.clone()),
             PerLevel::Each(v) => Err(format!("`{field}` = {v:?} has {} entries, the model has {levels} levels", v.len())),
         }
-    }
-}
-
-/// Reads a component's config.json as a JSON object, checking `_class_name` when present.
-pub(crate) fn read_config(path: &Path, class: &str) -> Result<Map<String, Value>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
-    let Value::Object(map) = json else {
-        return Err(Error::format(path, "expected a JSON object of model settings"));
-    };
-    if let Some(name) = map.get("_class_name").and_then(Value::as_str) {
-        if name != class {
-            return Err(Error::format(path, format!("`_class_name` is {name:?}; this loader reads {class} configs")));
-        }
-    }
-    Ok(map)
-}
-
-/// `parse` then `validate` a component config's JSON object, errors naming `source`.
-pub(crate) fn parse_config<C>(
-    source: &Path,
-    map: &Map<String, Value>,
-    parse: fn(&Path, &Map<String, Value>) -> std::result::Result<C, String>,
-    validate: fn(&C) -> std::result::Result<(), String>,
-) -> Result<C> {
-    let cfg = parse(source, map).map_err(|m| Error::format(source, m))?;
-    validate(&cfg).map_err(|m| Error::format(source, m))?;
-    Ok(cfg)
-}
-
-/// A config given as JSON (e.g. a single-file checkpoint's inferred config) as an object of
-/// `what` settings.
-pub(crate) fn config_object<'a>(source: &Path, value: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
-    value.as_object().ok_or_else(|| Error::format(source, format!("expected a JSON object of {what} settings")))
-}
-
-/// Warns on stderr about keys that are neither read nor known to be irrelevant.
-pub(crate) fn warn_unknown(path: &Path, map: &Map<String, Value>, known: &[&str]) {
-    let unknown: Vec<&str> =
-        map.keys().map(String::as_str).filter(|k| !k.starts_with('_') && !known.contains(k)).collect();
-    if !unknown.is_empty() {
-        eprintln!("warning: {}: unknown config key(s) ignored: {}", path.display(), unknown.join(", "));
-    }
-}
-
-/// Parses `map[field]` into `slot` when present; a bad value is an error naming the field.
-pub(crate) fn field<T: DeserializeOwned>(map: &Map<String, Value>, name: &str, slot: &mut T) -> std::result::Result<(), String> {
-    if let Some(v) = map.get(name) {
-        *slot = serde_json::from_value(v.clone()).map_err(|e| format!("`{name}` = {v}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// Errors unless an optional field is absent or null.
-pub(crate) fn must_be_null(name: &str, v: &Option<Value>, why: &str) -> std::result::Result<(), String> {
-    match v {
-        Some(v) if !v.is_null() => Err(format!("`{name}` = {v} is not supported ({why})")),
-        _ => Ok(()),
     }
 }
 
@@ -242,7 +185,7 @@ pub struct Level {
 impl UNet2DConditionConfig {
     /// Reads and validates `config.json` (a UNet2DConditionModel's).
     pub fn from_file(path: &Path) -> Result<Self> {
-        parse_config(path, &read_config(path, "UNet2DConditionModel")?, Self::from_map, Self::validate)
+        parse_config(path, &read_config(path, "model")?, Self::from_map, Self::validate)
     }
 
     /// Parses and validates a config given as JSON (e.g. a single-file checkpoint's inferred
@@ -252,15 +195,9 @@ impl UNet2DConditionConfig {
     }
 
     fn from_map(path: &Path, map: &Map<String, Value>) -> std::result::Result<Self, String> {
+        check_class(map, "UNet2DConditionModel")?;
         let mut c = UNet2DConditionConfig::default();
-        let mut known: Vec<&str> = IGNORED.to_vec();
-        macro_rules! fields {
-            ($($name:ident),*) => {$(
-                field(map, stringify!($name), &mut c.$name)?;
-                known.push(stringify!($name));
-            )*};
-        }
-        fields!(
+        let mut known = config_fields!(map, c;
             in_channels,
             out_channels,
             center_input_sample,
@@ -301,6 +238,7 @@ impl UNet2DConditionConfig {
             timestep_post_act,
             time_cond_proj_dim
         );
+        known.extend(IGNORED);
         warn_unknown(path, map, &known);
         Ok(c)
     }

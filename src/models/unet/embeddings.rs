@@ -9,7 +9,7 @@
 //! within 1 ulp of that, so an entry may differ from torch's by 1 ulp of its argument (up to
 //! ~6e-5 absolute at t ~ 1000: far below the 1e-4 relative parity bound of the whole model).
 
-use crate::models::layers::Linear;
+use crate::models::common::layers::Linear;
 use crate::models::weights::Scope;
 use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
@@ -66,10 +66,10 @@ impl TimestepEmbedding {
 
     /// timesteps: one per sample (host values) -> [B, time_embed_dim] in `dtype` on `device`.
     pub fn forward(&self, timesteps: &[f32], dtype: DType, device: &Device) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range("time_embedding");
+        let _r = crate::trace::range("time_embedding");
         let t_emb = timestep_embedding(timesteps, self.in_channels, self.flip_sin_to_cos, self.freq_shift);
         // diffusers casts the f32 sinusoids to the model dtype before the MLP.
-        let t_emb = Tensor::from_vec(t_emb, [timesteps.len(), self.in_channels], device)?.to_dtype(dtype)?;
+        let t_emb = ops::to_dtype(&Tensor::from_vec(t_emb, [timesteps.len(), self.in_channels], device)?, dtype)?;
         let h = ops::silu(&self.linear_1.forward(&t_emb)?)?;
         self.linear_2.forward(&h)
     }

@@ -7,9 +7,10 @@
 //! (4 * block_out_channels[0]), S = text tokens, Cc = cross_attention_dim.
 //!
 //! Files: `config.rs` (config.json, validation), `embeddings.rs` (timestep embedding),
-//! `layers.rs` (Conv2d, Linear, GroupNorm, LayerNorm), `resnet.rs` (ResnetBlock2D,
-//! Downsample2D, Upsample2D), `attention.rs` (Attention, FeedForward), `transformer.rs`
-//! (Transformer2DModel, BasicTransformerBlock), `blocks.rs` (the down, mid and up blocks).
+//! `transformer.rs` (Transformer2DModel, BasicTransformerBlock), `blocks.rs` (the down, mid and
+//! up blocks). The parts it shares with the VAE are in src/models/common/: `layers.rs` (Conv2d,
+//! Linear, GroupNorm, LayerNorm), `resnet.rs` (ResnetBlock2D, Downsample2D, Upsample2D),
+//! `attention.rs` (Attention, FeedForward), `visit.rs` (taps and early stop).
 //!
 //! Taps (src/models/taps.rs): every module path `tap_names` lists, in execution order (inner
 //! modules before the block holding them), plus aliases: `down.N` = `down_blocks.N`, `mid` and
@@ -19,25 +20,15 @@
 //! shape (resnets without a channel change, attentions, transformer blocks, the mid block).
 //! When the caller does not want the output, the pass stops after the last requested tap.
 
-pub mod attention;
 pub mod blocks;
 pub mod config;
 pub mod embeddings;
-pub mod resnet;
 pub mod transformer;
 
-/// Unwraps a module's `Result<Option<T>>`, returning `Ok(None)` from the enclosing function when
-/// the pass stopped early.
-macro_rules! step {
-    ($e:expr) => {
-        match $e? {
-            Some(v) => v,
-            None => return Ok(None),
-        }
-    };
-}
-pub(crate) use step;
-
+use crate::models::common::layers::{Conv2d, GroupNorm};
+use crate::models::common::load::{check_dtype, component_dir};
+use crate::models::common::resnet::TimeNorm;
+use crate::models::common::visit::{step, visit};
 use crate::models::taps::{split_delta, TapRequest, Taps};
 use crate::models::weights::Weights;
 use crate::tensor::{DType, Device, Tensor};
@@ -45,37 +36,7 @@ use crate::{ops, Context, Error, Result};
 use blocks::{BlockOptions, BlockSizes, Cond, DownBlock, MidBlock, UpBlock};
 pub use config::UNet2DConditionConfig;
 use embeddings::TimestepEmbedding;
-use crate::models::layers::{Conv2d, GroupNorm};
-use resnet::TimeNorm;
-use std::path::{Path, PathBuf};
-
-/// The end of the module at `path`: records what the taps ask for there and returns the output
-/// (edited if an edit is set there), or None when every requested value is recorded and the
-/// caller does not want the model's output.
-pub(crate) fn visit(taps: &mut Taps, path: &str, input: &Tensor, output: Tensor) -> Result<Option<Tensor>> {
-    let out = taps.visit(path, input, output)?;
-    Ok(if taps.done() { None } else { Some(out) })
-}
-
-/// The folder holding `config.json`: `dir` itself, or `dir/<component>` for a pipeline folder.
-pub(crate) fn component_dir(dir: &Path, component: &str) -> Result<PathBuf> {
-    if dir.join("config.json").is_file() {
-        return Ok(dir.to_path_buf());
-    }
-    let sub = dir.join(component);
-    if sub.join("config.json").is_file() {
-        return Ok(sub);
-    }
-    Err(Error::format(dir, format!("no config.json here or in {component}/: expected a diffusers {component} folder or a pipeline folder")))
-}
-
-/// Errors unless `dtype` can run on `device` (the CPU backend computes in f32).
-pub(crate) fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
-    if !dtype.is_float() || (device.is_cpu() && dtype != DType::F32) {
-        return Err(Error::Config(format!("cannot run a model in {dtype} on {device}: the CPU runs f32, CUDA f32/f16/bf16")));
-    }
-    Ok(())
-}
+use std::path::Path;
 
 pub struct UNet2DConditionModel {
     config: UNet2DConditionConfig,
@@ -110,9 +71,9 @@ impl UNet2DConditionModel {
 
     /// Builds the model from a validated config and its weights (keys as diffusers names them).
     pub fn from_weights(config: UNet2DConditionConfig, weights: &Weights) -> Result<Self> {
-        config.validate().map_err(Error::Config)?;
+        config.validate().map_err(Error::Unsupported)?;
         let root = weights.root();
-        let levels = config.level_table().map_err(Error::Config)?;
+        let levels = config.level_table().map_err(Error::Unsupported)?;
         let n = levels.len();
         let c0 = levels[0].channels;
         let temb = config.time_embed_dim();
@@ -233,7 +194,7 @@ impl UNet2DConditionModel {
             return Ok(TapRequest { name: name.to_string(), path, delta });
         }
         let n = self.down_blocks.len();
-        Err(Error::Config(format!(
+        Err(Error::BadOption(format!(
             "unknown U-Net tap `{name}`. Aliases: down.0..down.{last}, mid (bottleneck), up.0..up.{last} (up_ft0..), out. \
              Module paths, in execution order: {}. Append `:delta` for output minus input.",
             self.tap_names.join(", "),
@@ -252,16 +213,16 @@ impl UNet2DConditionModel {
     /// or None when the pass stopped early after the last requested tap. Inputs are moved to
     /// the model's device and dtype.
     pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, encoder_hidden_states: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range("unet");
+        let _r = crate::trace::range("unet");
         let cfg = &self.config;
         let (b, c, _, _) = sample.dims4("UNet2DConditionModel.forward")?;
         if c != cfg.in_channels {
-            return Err(Error::Config(format!("U-Net sample {} has {c} channels, the config's in_channels is {}", sample.shape(), cfg.in_channels)));
+            return Err(Error::BadInput(format!("U-Net sample {} has {c} channels, the config's in_channels is {}", sample.shape(), cfg.in_channels)));
         }
         let (bs, _, d) = encoder_hidden_states.dims3("UNet2DConditionModel.forward")?;
         let cross = self.cross_attention_dim;
         if bs != b || d != cross {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "encoder_hidden_states {} must be [{b}, S, {cross}] for sample {}",
                 encoder_hidden_states.shape(),
                 sample.shape()
@@ -271,13 +232,13 @@ impl UNet2DConditionModel {
         let t = match t.len() {
             1 => vec![t[0]; b],
             n if n == b => t,
-            _ => return Err(Error::Config(format!("timesteps {} must hold 1 or {b} values for sample {}", timesteps.shape(), sample.shape()))),
+            _ => return Err(Error::BadInput(format!("timesteps {} must hold 1 or {b} values for sample {}", timesteps.shape(), sample.shape()))),
         };
         if taps.done() {
             return Ok(None);
         }
-        let mut x = sample.to_device(&self.device)?.to_dtype(self.dtype)?;
-        let context = encoder_hidden_states.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let mut x = ops::to_dtype(&sample.to_device(&self.device)?, self.dtype)?;
+        let context = ops::to_dtype(&encoder_hidden_states.to_device(&self.device)?, self.dtype)?;
 
         // 0. center the input, if configured
         if cfg.center_input_sample {
@@ -309,7 +270,7 @@ impl UNet2DConditionModel {
             let start = skips
                 .len()
                 .checked_sub(block.num_skips())
-                .ok_or_else(|| Error::Msg(format!("up_blocks.{i} needs {} skip states, {} left", block.num_skips(), skips.len())))?;
+                .ok_or_else(|| Error::Internal(format!("up_blocks.{i} needs {} skip states, {} left", block.num_skips(), skips.len())))?;
             let mine = skips.split_off(start);
             let size = match (explicit_size, skips.last()) {
                 (true, Some(next)) if i + 1 < self.up_blocks.len() => Some(h_w(next)?),
@@ -318,7 +279,7 @@ impl UNet2DConditionModel {
             h = step!(block.forward(&h, &mine, &cond, size, taps));
         }
         // 6. post-process: GroupNorm + SiLU, conv_out
-        let _o = crate::cuda::nvtx::range("conv_out");
+        let _o = crate::trace::range("conv_out");
         let out = self.conv_out.forward(&self.conv_norm_out.forward(&h, true)?)?;
         Ok(Some(taps.visit("conv_out", &h, out)?))
     }

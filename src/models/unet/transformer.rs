@@ -9,9 +9,9 @@
 //! tokens, so both run as: norm -> NCHW to tokens -> linear -> blocks -> linear -> tokens to NCHW
 //! (diffusers transposes after the conv instead; the sums are the same).
 
-use super::attention::{Attention, FeedForward};
-use crate::models::layers::{GroupNorm, LayerNorm, Linear};
-use super::{step, visit};
+use crate::models::common::attention::{Attention, FeedForward};
+use crate::models::common::layers::{GroupNorm, LayerNorm, Linear};
+use crate::models::common::visit::{step, visit};
 use crate::models::taps::Taps;
 use crate::models::weights::Scope;
 use crate::ops;
@@ -54,7 +54,7 @@ impl BasicTransformerBlock {
 
     /// x: [B, N, C], context: [B, S, Cc] -> [B, N, C]
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let x = ops::add(&self.attn1.forward(&self.norm1.forward(x)?, None)?, x)?;
         let x = ops::add(&self.attn2.forward(&self.norm2.forward(&x)?, Some(context))?, &x)?;
         ops::add(&self.ff.forward(&self.norm3.forward(&x)?)?, &x)
@@ -113,7 +113,7 @@ impl Transformer2DModel {
     /// x: [B, C, H, W], context: [B, S, Cc] -> [B, C, H, W] (None: the pass stopped at a tap
     /// inside). The transformer blocks are tappable (token-major values, [B, N, C]).
     pub fn forward(&self, x: &Tensor, context: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let (_, _, h, w) = x.dims4("Transformer2DModel")?;
         // 1. input: GroupNorm, [B, C, H, W] -> [B, N, C], proj_in
         let normed = self.norm.forward(x, false)?;

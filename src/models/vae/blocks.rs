@@ -7,9 +7,9 @@
 //! attention and down/upsampler by module path as they finish, then itself.
 
 use crate::models::taps::Taps;
-use crate::models::unet::attention::Attention;
-use crate::models::unet::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, TimeNorm, Upsample2D};
-use crate::models::unet::{step, visit};
+use crate::models::common::attention::Attention;
+use crate::models::common::resnet::{Downsample2D, ResnetBlock2D, ResnetConfig, TimeNorm, Upsample2D};
+use crate::models::common::visit::{step, visit};
 use crate::models::weights::Scope;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -64,7 +64,7 @@ impl DownEncoderBlock2D {
 
     /// x: [B, Cin, H, W] -> [B, C, H', W'] (H' = H / 2 with a downsampler); None: stopped.
     pub fn forward(&self, x: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let mut h = step!(resnets_forward(&self.resnets, x, taps));
         if let Some(d) = &self.downsampler {
             let out = d.forward(&h)?;
@@ -106,11 +106,11 @@ impl UNetMidBlock2D {
 
     /// x: [B, C, H, W] -> [B, C, H, W]; None: stopped.
     pub fn forward(&self, x: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let out = self.resnets[0].forward(x, None)?;
         let mut h = step!(visit(taps, self.resnets[0].path(), x, out));
         if let Some(a) = &self.attention {
-            let _a = crate::cuda::nvtx::range(a.path());
+            let _a = crate::trace::range(a.path());
             let out = a.forward_spatial(&h)?;
             h = step!(visit(taps, a.path(), &h, out));
         }
@@ -144,7 +144,7 @@ impl UpDecoderBlock2D {
 
     /// x: [B, Cin, H, W] -> [B, C, 2H, 2W] (H, W without an upsampler); None: stopped.
     pub fn forward(&self, x: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let mut h = step!(resnets_forward(&self.resnets, x, taps));
         if let Some(u) = &self.upsampler {
             let out = u.forward(&h, None)?;

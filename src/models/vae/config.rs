@@ -1,7 +1,9 @@
 //! `config.json` of a diffusers `AutoencoderKL` under diffusers' field names and defaults
-//! (diffusers 0.42 `models/autoencoders/autoencoder_kl.py`, `__init__`).
+//! (diffusers 0.42 `models/autoencoders/autoencoder_kl.py`, `__init__`), read as every config is
+//! (src/io/config.rs).
 
-use crate::models::unet::config::{config_object, field, must_be_null, parse_config, read_config, warn_unknown};
+use crate::config_fields;
+use crate::io::config::{check_class, config_object, must_be_null, parse_config, read_config, warn_unknown};
 use crate::Result;
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -58,7 +60,7 @@ impl Default for AutoencoderKLConfig {
 impl AutoencoderKLConfig {
     /// Reads and validates `config.json` (an AutoencoderKL's).
     pub fn from_file(path: &Path) -> Result<Self> {
-        parse_config(path, &read_config(path, "AutoencoderKL")?, Self::from_map, Self::validate)
+        parse_config(path, &read_config(path, "model")?, Self::from_map, Self::validate)
     }
 
     /// Parses and validates a config given as JSON (e.g. a single-file checkpoint's inferred
@@ -68,15 +70,9 @@ impl AutoencoderKLConfig {
     }
 
     fn from_map(path: &Path, map: &Map<String, Value>) -> std::result::Result<Self, String> {
+        check_class(map, "AutoencoderKL")?;
         let mut c = AutoencoderKLConfig::default();
-        let mut known: Vec<&str> = vec!["sample_size", "force_upcast"];
-        macro_rules! fields {
-            ($($name:ident),*) => {$(
-                field(map, stringify!($name), &mut c.$name)?;
-                known.push(stringify!($name));
-            )*};
-        }
-        fields!(
+        let mut known = config_fields!(map, c;
             in_channels,
             out_channels,
             down_block_types,
@@ -94,6 +90,7 @@ impl AutoencoderKLConfig {
             use_post_quant_conv,
             mid_block_add_attention
         );
+        known.extend(["sample_size", "force_upcast"]);
         warn_unknown(path, map, &known);
         Ok(c)
     }

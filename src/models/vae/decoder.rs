@@ -6,8 +6,8 @@
 use super::blocks::{UNetMidBlock2D, UpDecoderBlock2D, EPS};
 use super::config::AutoencoderKLConfig;
 use crate::models::taps::Taps;
-use crate::models::layers::{Conv2d, GroupNorm};
-use crate::models::unet::{step, visit};
+use crate::models::common::layers::{Conv2d, GroupNorm};
+use crate::models::common::visit::{step, visit};
 use crate::models::weights::Scope;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -54,7 +54,7 @@ impl Decoder {
 
     /// z: [B, L, h, w] (after post_quant_conv) -> images [B, Cout, H, W]; None: stopped.
     pub fn forward(&self, z: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let out = self.conv_in.forward(z)?;
         let mut h = step!(visit(taps, &format!("{}.conv_in", self.path), z, out));
         h = step!(self.mid_block.forward(&h, taps));

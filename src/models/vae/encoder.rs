@@ -8,8 +8,8 @@
 use super::blocks::{DownEncoderBlock2D, UNetMidBlock2D, EPS};
 use super::config::AutoencoderKLConfig;
 use crate::models::taps::Taps;
-use crate::models::layers::{Conv2d, GroupNorm};
-use crate::models::unet::{step, visit};
+use crate::models::common::layers::{Conv2d, GroupNorm};
+use crate::models::common::visit::{step, visit};
 use crate::models::weights::Scope;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -54,7 +54,7 @@ impl Encoder {
 
     /// images: [B, Cin, H, W] -> the moments [B, 2L, h, w]; None: stopped after a tap.
     pub fn forward(&self, images: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let out = self.conv_in.forward(images)?;
         let mut h = step!(visit(taps, &format!("{}.conv_in", self.path), images, out));
         for b in &self.down_blocks {

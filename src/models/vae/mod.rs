@@ -16,8 +16,9 @@ pub mod decoder;
 pub mod encoder;
 
 use crate::models::taps::{split_delta, TapRequest, Taps};
-use crate::models::layers::Conv2d;
-use crate::models::unet::{check_dtype, component_dir, step, visit};
+use crate::models::common::layers::Conv2d;
+use crate::models::common::load::{check_dtype, component_dir};
+use crate::models::common::visit::{step, visit};
 use crate::models::weights::Weights;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ops, Context, Error, Result};
@@ -45,7 +46,7 @@ impl DiagonalGaussian {
     }
 
     fn host_map(&self, values: Vec<f32>) -> Result<Tensor> {
-        Tensor::from_vec(values, self.mean.shape().clone(), &Device::Cpu)?.to_dtype(self.mean.dtype())?.to_device(&self.mean.device())
+        ops::to_dtype(&Tensor::from_vec(values, self.mean.shape().clone(), &Device::Cpu)?, self.mean.dtype())?.to_device(&self.mean.device())
     }
 
     fn clamped_logvar(&self) -> Result<Vec<f32>> {
@@ -99,7 +100,7 @@ impl AutoencoderKL {
 
     /// Builds the model from a config and its weights (keys as diffusers names them).
     pub fn from_weights(config: AutoencoderKLConfig, weights: &Weights) -> Result<Self> {
-        config.validate().map_err(Error::Config)?;
+        config.validate().map_err(Error::Unsupported)?;
         let root = weights.root();
         let l2 = 2 * config.latent_channels;
         let l = config.latent_channels;
@@ -157,7 +158,7 @@ impl AutoencoderKL {
         if self.tap_names.iter().any(|p| p == path) {
             return Ok(TapRequest { name: name.to_string(), path: path.to_string(), delta });
         }
-        Err(Error::Config(format!(
+        Err(Error::BadOption(format!(
             "unknown VAE tap `{name}`. Module paths, in execution order: {}. Append `:delta` for output minus input.",
             self.tap_names.join(", ")
         )))
@@ -172,20 +173,20 @@ impl AutoencoderKL {
     /// posterior over [B, L, h, w].
     pub fn encode(&self, images: &Tensor) -> Result<DiagonalGaussian> {
         self.encode_with_taps(images, &mut Taps::default())?
-            .ok_or_else(|| Error::Msg("VAE encode stopped early with taps that want the output".into()))
+            .ok_or_else(|| Error::Internal("VAE encode stopped early with taps that want the output".into()))
     }
 
     /// `encode`, recording `taps`; None when it stopped after the last requested tap.
     pub fn encode_with_taps(&self, images: &Tensor, taps: &mut Taps) -> Result<Option<DiagonalGaussian>> {
-        let _r = crate::cuda::nvtx::range("vae.encode");
+        let _r = crate::trace::range("vae.encode");
         let (_, c, _, _) = images.dims4("AutoencoderKL.encode")?;
         if c != self.config.in_channels {
-            return Err(Error::Config(format!("VAE images {} have {c} channels, the config's in_channels is {}", images.shape(), self.config.in_channels)));
+            return Err(Error::BadInput(format!("VAE images {} have {c} channels, the config's in_channels is {}", images.shape(), self.config.in_channels)));
         }
         if taps.done() {
             return Ok(None);
         }
-        let x = images.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let x = ops::to_dtype(&images.to_device(&self.device)?, self.dtype)?;
         // 1. encoder: [B, Cin, H, W] -> moments [B, 2L, h, w]
         let mut moments = step!(self.encoder.forward(&x, taps));
         // 2. quant_conv (1x1)
@@ -204,15 +205,15 @@ impl AutoencoderKL {
     /// latents: [B, L, h, w] (unscaled) -> images [B, out_channels, H, W].
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
         self.decode_with_taps(latents, &mut Taps::default())?
-            .ok_or_else(|| Error::Msg("VAE decode stopped early with taps that want the output".into()))
+            .ok_or_else(|| Error::Internal("VAE decode stopped early with taps that want the output".into()))
     }
 
     /// `decode`, recording `taps`; None when it stopped after the last requested tap.
     pub fn decode_with_taps(&self, latents: &Tensor, taps: &mut Taps) -> Result<Option<Tensor>> {
-        let _r = crate::cuda::nvtx::range("vae.decode");
+        let _r = crate::trace::range("vae.decode");
         let (_, c, _, _) = latents.dims4("AutoencoderKL.decode")?;
         if c != self.config.latent_channels {
-            return Err(Error::Config(format!(
+            return Err(Error::BadInput(format!(
                 "VAE latents {} have {c} channels, the config's latent_channels is {}",
                 latents.shape(),
                 self.config.latent_channels
@@ -221,7 +222,7 @@ impl AutoencoderKL {
         if taps.done() {
             return Ok(None);
         }
-        let mut z = latents.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let mut z = ops::to_dtype(&latents.to_device(&self.device)?, self.dtype)?;
         // 1. post_quant_conv (1x1)
         if let Some(p) = &self.post_quant_conv {
             let out = p.forward(&z)?;
@@ -244,7 +245,7 @@ impl AutoencoderKL {
 
     /// decode(latents / scaling_factor): images from U-Net latents.
     pub fn decode_scaled(&self, latents: &Tensor) -> Result<Tensor> {
-        let z = latents.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let z = ops::to_dtype(&latents.to_device(&self.device)?, self.dtype)?;
         self.decode(&ops::scale(&z, 1.0 / self.scaling_factor())?)
     }
 }

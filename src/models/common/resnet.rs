@@ -3,7 +3,7 @@
 //!
 //! Legend: N = batch, Cin/Cout = channels, H, W = spatial size, T = time embedding width.
 
-use crate::models::layers::{Conv2d, GroupNorm, Linear};
+use crate::models::common::layers::{Conv2d, GroupNorm, Linear};
 use crate::models::weights::Scope;
 use crate::ops;
 use crate::tensor::Tensor;
@@ -78,14 +78,14 @@ impl ResnetBlock2D {
     /// x: [N, Cin, H, W], temb_act: SiLU(temb) [N, T] (None for the VAE) -> [N, Cout, H, W].
     /// The caller applies the SiLU once for all resnets (diffusers applies it in each).
     pub fn forward(&self, x: &Tensor, temb_act: Option<&Tensor>) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         // 1. norm1 + SiLU, conv1
         let mut h = self.conv1.forward(&self.norm1.forward(x, true)?)?;
         // 2. the time embedding, then norm2 + SiLU
         let proj = match (&self.time_emb_proj, temb_act) {
             (Some(p), Some(t)) => Some(p.forward(t)?),
             (Some(_), None) => {
-                return Err(crate::Error::Config(format!("{}: this resnet needs a time embedding", self.path)));
+                return Err(crate::Error::Internal(format!("{}: this resnet needs a time embedding", self.path)));
             }
             _ => None,
         };
@@ -145,7 +145,7 @@ impl Downsample2D {
 
     /// x: [N, C, H, W] -> [N, C, OH, OW] (OH = ceil(H / 2) with padding 1, floor(H / 2) with 0).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         self.conv.forward(x)
     }
 }
@@ -170,7 +170,7 @@ impl Upsample2D {
     /// (torch's `interpolate(size=..., mode="nearest")`:
     /// <https://github.com/huggingface/diffusers/blob/v0.42.1/src/diffusers/models/upsampling.py#L177>).
     pub fn forward(&self, x: &Tensor, size: Option<(usize, usize)>) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let up = match size {
             None => ops::layout::upsample_nearest2x(x)?,
             Some((oh, ow)) => ops::layout::upsample_nearest(x, oh, ow)?,

@@ -8,7 +8,7 @@
 //! `ops::attention` takes: no permutes. Scores and softmax are f32 whatever the storage dtype,
 //! which covers SD 2.1's `upcast_attention` and the VAE's `upcast_softmax`.
 
-use crate::models::layers::{GroupNorm, Linear};
+use crate::models::common::layers::{GroupNorm, Linear};
 use crate::models::weights::Scope;
 use crate::ops;
 use crate::tensor::Tensor;
@@ -72,7 +72,7 @@ impl Attention {
 
     /// x: [B, N, C], context: [B, S, Cc] (None: self-attention) -> [B, N, C]
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        let _r = crate::cuda::nvtx::range(&self.path);
+        let _r = crate::trace::range(&self.path);
         let (b, n, _) = x.dims3("attention input")?;
         let ctx = context.unwrap_or(x);
         let s = ctx.dims3("attention context")?.1;

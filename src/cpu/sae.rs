@@ -1,14 +1,14 @@
-//! The CPU reference of the SAE ops (f32, rayon over independent outputs only, so every result
-//! is the same from run to run): the slow, obviously right twin of kernels/sae.cu. Every sum
-//! runs in the order the CUDA kernels use where that is cheap to match (entries of a code in
-//! order, entries of a latent by entry id); the CPU encoder is a dense GEMM (the `gemm`
-//! crate) followed by `ops::topk`.
+//! The CPU reference of the k-SAE ops (f32, rayon over independent outputs only, so every result
+//! is the same from run to run): the slow, obviously right twin of kernels/sae.cu, in the order
+//! of a training step (forward, backward, optimiser). Every sum runs in the order the CUDA
+//! kernels use where that is cheap to match (entries of a code in order, entries of a latent by
+//! entry id); the CPU encoder is `ops::sae`'s dense GEMM and top-k, with `add_bias` between.
 //!
 //! Legend: B = rows, d = input dim, n = latents, kk = entries per row of a code.
 
-use super::ops::{Code, Grads, SparseBackward};
-use crate::ops;
-use crate::ops::optim::AdamScalars;
+use super::optim::adam_update;
+use crate::plan::optim::AdamScalars;
+use crate::plan::sae::{AdamSlot, AdamSlots, Code, Decoded, Grads, SparseBackward};
 use crate::tensor::{DType, Device, Tensor};
 use crate::Result;
 use half::bf16;
@@ -23,9 +23,8 @@ pub fn center(x: &Tensor, b_dec: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(out, x.shape().clone(), &Device::Cpu)
 }
 
-/// relu?(xc W + b): [B, n].
-pub fn encode_dense(xc: &Tensor, w_enc: &Tensor, b_enc: &Tensor, relu: bool) -> Result<Tensor> {
-    let mut pre = ops::matmul(xc, w_enc)?;
+/// pre += b_enc per row, then ReLU when `relu`, in place. pre: [B, n] (xc W_enc), b_enc: [n].
+pub fn add_bias(pre: &mut Tensor, b_enc: &Tensor, relu: bool) -> Result<()> {
     let b = b_enc.cpu_f32("sae_encode")?.to_vec();
     let n = b.len();
     pre.cpu_f32_mut("sae_encode")?.par_chunks_mut(n.max(1)).for_each(|row| {
@@ -36,18 +35,20 @@ pub fn encode_dense(xc: &Tensor, w_enc: &Tensor, b_enc: &Tensor, relu: bool) -> 
             }
         }
     });
-    Ok(pre)
+    Ok(())
 }
 
-/// The k largest of each row of `pre` [B, n] (torch.topk's order), idx as i32.
-pub fn topk_code(pre: &Tensor, k: usize) -> Result<Code> {
-    let (vals, idx) = ops::topk(pre, k)?;
-    Ok(Code { vals, idx: idx.to_dtype(DType::I32)? })
+/// dst [r, cols.len()] = src [r, c][:, cols].
+pub fn gather_cols(src: &Tensor, cols: &[i32]) -> Result<Tensor> {
+    let (r, c) = src.dims2("sae_gather_cols")?;
+    let s = src.cpu_f32("sae_gather_cols")?;
+    let out: Vec<f32> = (0..r).flat_map(|i| cols.iter().map(move |&j| s[i * c + j as usize])).collect();
+    Tensor::from_vec(out, [r, cols.len()], &Device::Cpu)
 }
 
 /// The sparse decode of `code` against `target` (see kernels/sae.cu `sae_decode`):
-/// (resid [B, d], dot [B, kk], sse [B]).
-pub fn decode(target: &Tensor, bias: Option<&Tensor>, code: &Code, w_dec: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+/// resid [B, d], dot [B, kk], sse [B].
+pub fn decode(target: &Tensor, bias: Option<&Tensor>, code: &Code, w_dec: &Tensor) -> Result<Decoded> {
     let (rows, d) = target.dims2("sae_decode")?;
     let kk = code.vals.dims()[1];
     let t = target.cpu_f32("sae_decode")?;
@@ -87,11 +88,11 @@ pub fn decode(target: &Tensor, bias: Option<&Tensor>, code: &Code, w_dec: &Tenso
         dot.extend(dt);
         sse.push(s);
     }
-    Ok((
-        Tensor::from_vec(resid, [rows, d], &Device::Cpu)?,
-        Tensor::from_vec(dot, [rows, kk], &Device::Cpu)?,
-        Tensor::from_vec(sse, [rows], &Device::Cpu)?,
-    ))
+    Ok(Decoded {
+        resid: Tensor::from_vec(resid, [rows, d], &Device::Cpu)?,
+        dot: Tensor::from_vec(dot, [rows, kk], &Device::Cpu)?,
+        sse: Tensor::from_vec(sse, [rows], &Device::Cpu)?,
+    })
 }
 
 /// Column sums and centred sums of squares (two passes, f64 accumulation): (sum [d], m2 [d]).
@@ -144,7 +145,7 @@ fn latent_lists(a: &SparseBackward, n: usize) -> Result<Vec<Vec<Entry>>> {
     Ok(lists)
 }
 
-/// The sparse backward on the CPU; see `ops::sparse_backward`.
+/// The sparse backward on the CPU; see `plan::sae::SparseBackward` for the formulas.
 pub fn sparse_backward(a: &SparseBackward) -> Result<Grads> {
     let (rows, d) = a.xc.dims2("sae_backward")?;
     let n = a.w_enc.dims()[1];
@@ -229,23 +230,15 @@ fn moments<'a>(m: &'a mut Tensor, v: &'a mut Tensor) -> Result<Moments<'a>> {
     })
 }
 
-/// torch.optim.Adam's update of one element (no weight decay): (new m, new v) before rounding
-/// to the moments' storage, and the new parameter computed from them.
-#[inline]
-fn adam_elem(p: f32, g: f32, m: f32, v: f32, s: &AdamScalars) -> (f32, f32, f32) {
-    let mi = s.beta1 * m + s.one_minus_beta1 * g;
-    let vi = s.beta2 * v + s.one_minus_beta2 * g * g;
-    (mi, vi, p - s.step_size * (mi / (vi.sqrt() / s.bc2_sqrt + s.eps)))
-}
-
-/// One Adam step of a flat tensor in place.
+/// One Adam step of a flat tensor in place (`adam_update`, the moments rounded to their
+/// storage after each update).
 fn adam_flat(p: &mut [f32], g: &[f32], mom: Moments, s: &AdamScalars) {
     match mom {
         Moments::F32(m, v) => p.par_iter_mut().zip(g.par_iter()).zip(m.par_iter_mut()).zip(v.par_iter_mut()).for_each(|(((p, &g), m), v)| {
-            (*m, *v, *p) = adam_elem(*p, g, *m, *v, s);
+            (*m, *v, *p) = adam_update(*p, g, *m, *v, s);
         }),
         Moments::Bf16(m, v) => p.par_iter_mut().zip(g.par_iter()).zip(m.par_iter_mut()).zip(v.par_iter_mut()).for_each(|(((p, &g), m), v)| {
-            let (mi, vi, pi) = adam_elem(*p, g, m.to_f32(), v.to_f32(), s);
+            let (mi, vi, pi) = adam_update(*p, g, m.to_f32(), v.to_f32(), s);
             *m = bf16::from_f32(mi);
             *v = bf16::from_f32(vi);
             *p = pi;
@@ -253,25 +246,23 @@ fn adam_flat(p: &mut [f32], g: &[f32], mom: Moments, s: &AdamScalars) {
     }
 }
 
-/// The parameters, gradients and moments of the four tensors, in the order W_enc, b_enc,
-/// b_dec, W_dec.
-pub struct AdamTensors<'a> {
-    pub params: [&'a mut Tensor; 4],
-    pub grads: [&'a Tensor; 4],
-    pub m: [&'a mut Tensor; 4],
-    pub v: [&'a mut Tensor; 4],
+/// One Adam step over the four tensors (W_enc, b_enc, b_dec, W_dec), then W_dec's rows divided
+/// by their norms.
+pub fn adam_step(t: AdamSlots, s: &AdamScalars) -> Result<()> {
+    let AdamSlots { w_enc, b_enc, b_dec, w_dec } = t;
+    for AdamSlot { p, g, m, v } in [w_enc, b_enc, b_dec] {
+        adam_slot(p, g, m, v, s)?;
+    }
+    let AdamSlot { p, g, m, v } = w_dec;
+    adam_slot(p, g, m, v, s)?;
+    normalize_rows(p)
 }
 
-/// One Adam step over the four tensors, then W_dec's rows divided by their norms.
-pub fn adam_step(t: AdamTensors, s: &AdamScalars) -> Result<()> {
-    let AdamTensors { params, grads, m, v } = t;
-    let [p0, p1, p2, p3] = params;
-    for (((p, g), m), v) in [&mut *p0, &mut *p1, &mut *p2, &mut *p3].into_iter().zip(grads).zip(m).zip(v) {
-        let gs = g.cpu_f32("sae_adam")?;
-        let mom = moments(m, v)?;
-        adam_flat(p.cpu_f32_mut("sae_adam")?, gs, mom, s);
-    }
-    normalize_rows(p3)
+fn adam_slot(p: &mut Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor, s: &AdamScalars) -> Result<()> {
+    let gs = g.cpu_f32("sae_adam")?;
+    let mom = moments(m, v)?;
+    adam_flat(p.cpu_f32_mut("sae_adam")?, gs, mom, s);
+    Ok(())
 }
 
 /// Divides each row of w [n, d] by its L2 norm (rows of norm 0 stay).
@@ -305,12 +296,4 @@ pub fn update_since(since: &mut Tensor, code: &Code) -> Result<()> {
         *s = if f { 0 } else { *s + rows };
     }
     Ok(())
-}
-
-/// dst [r, cols.len()] = src [r, c][:, cols].
-pub fn gather_cols(src: &Tensor, cols: &[i32]) -> Result<Tensor> {
-    let (r, c) = src.dims2("sae_gather_cols")?;
-    let s = src.cpu_f32("sae_gather_cols")?;
-    let out: Vec<f32> = (0..r).flat_map(|i| cols.iter().map(move |&j| s[i * c + j as usize])).collect();
-    Tensor::from_vec(out, [r, cols.len()], &Device::Cpu)
 }

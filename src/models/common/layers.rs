@@ -76,7 +76,7 @@ pub struct GroupNorm {
 impl GroupNorm {
     pub fn load(s: &Scope, channels: usize, groups: usize, eps: f64) -> Result<Self> {
         if groups == 0 || !channels.is_multiple_of(groups) {
-            return Err(Error::Config(format!("{}: {channels} channels do not split into {groups} groups", s.path())));
+            return Err(Error::Unsupported(format!("{}: {channels} channels do not split into {groups} groups", s.path())));
         }
         Ok(GroupNorm { weight: s.get("weight", &[channels])?, bias: s.get("bias", &[channels])?, groups, eps: eps as f32 })
     }
