@@ -7,19 +7,36 @@ use crate::tensor::{DType, Device, Tensor};
 use crate::Result;
 use std::time::Instant;
 
-/// Median, min and max of the timed runs, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Median, min and max of the timed runs, and every run in order, in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
     pub median_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
+    pub times_ms: Vec<f64>,
 }
 
 impl Stats {
-    pub fn from_times(mut v: Vec<f64>) -> Stats {
+    pub fn from_times(times_ms: Vec<f64>) -> Stats {
+        let mut v = times_ms.clone();
         v.sort_by(|a, b| a.total_cmp(b));
-        Stats { median_ms: v[v.len() / 2], min_ms: v[0], max_ms: v[v.len() - 1] }
+        Stats { median_ms: v[v.len() / 2], min_ms: v[0], max_ms: v[v.len() - 1], times_ms }
     }
+}
+
+/// The host memory high-water mark: the largest resident size this process reached (VmHWM)
+/// since it started or since the last `reset_host_peak`, in bytes; None where /proc is missing.
+pub fn host_peak_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the high-water mark `host_peak_bytes` reads to the current resident size (Linux's
+/// /proc/self/clear_refs); false where that is not possible.
+pub fn reset_host_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Times `f` `iters` times after `warmup` runs: device events around each run on a GPU (each

@@ -4,7 +4,8 @@
 //! - [`tensor`]: shape, dtype, device, storage; explicit copies between devices.
 //! - [`ops`]: every op the models and trainers use (the k-SAE's included), checked once and
 //!   dispatched to [`cpu`] (the f32 reference) or [`cuda`] (hand-written kernels, cuBLAS for
-//!   plain GEMMs), which trust the [`plan`] the op builds; [`trace`]: profiling ranges.
+//!   plain GEMMs), which trust the [`plan`] the op builds; [`trace`]: profiling ranges;
+//!   [`profile`]: the per-op and per-module profile of `revelio bench --profile`.
 //! - [`io`]: safetensors loading (memory-mapped) and saving, config.json parsing, atomic writes.
 //! - [`models`]: the U-Net, VAE, CLIP text encoder, DiT and DDIM, built from ops.
 //! - [`rng`]: counter-based random numbers, identical on every device.
@@ -26,6 +27,7 @@ pub mod io;
 pub mod models;
 pub mod ops;
 pub mod plan;
+pub mod profile;
 pub mod progress;
 pub mod rng;
 pub mod sae;

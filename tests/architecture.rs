@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &str, u8)] = &[
     ("cuda", "backends", 3),
     ("ops", "ops", 4),
     ("trace", "ops", 4),
+    ("profile", "ops", 4),
     ("bench", "ops", 4),
     ("models", "models", 5),
     ("features", "features", 6),

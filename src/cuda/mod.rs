@@ -33,6 +33,8 @@ pub mod softmax;
 
 pub use alloc::{size_class, DeviceBuffer, MemoryStats};
 pub use device::{CudaDevice, DeviceInfo};
+/// A timing event on a device's stream (`CudaDevice::record_event`), as the profiler holds it.
+pub use cudarc::driver::CudaEvent;
 
 use cudarc::driver::{result, sys};
 

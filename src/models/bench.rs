@@ -1,11 +1,12 @@
 //! `revelio bench`: the throughput of one model component on random inputs of the size a real
 //! run uses: warm-up, then the median and spread of timed forwards (device events on a GPU),
 //! images/s, peak device memory, the FLOPs the pass ran (counted by the matrix ops, so an early
-//! stop after the deepest tap counts less) and their fraction of the measured matrix rate.
+//! stop after the deepest tap counts less) and their fraction of the measured matrix rate; with
+//! `--profile`, where the time went, per op and per module (src/profile).
 
 use super::component::{self, Component};
 use super::forward::parse_dtype;
-use crate::bench::{measure_ceilings, time};
+use crate::bench::{host_peak_bytes, measure_ceilings, reset_host_peak, time};
 use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
@@ -51,6 +52,13 @@ pub struct BenchArgs {
     /// Untimed passes first (kernel compile and load, allocator warm-up).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// Then profile --iters more passes: time per op and per module of the diffusers tree (wall
+    /// clock on the CPU, CUDA events on a GPU), printed as tables and added to the JSON.
+    #[arg(long)]
+    pub profile: bool,
+    /// How deep the --profile module table goes (0: the whole model only; the JSON has all).
+    #[arg(long, default_value_t = 2)]
+    pub profile_depth: usize,
     /// Also write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -122,11 +130,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Device::Cuda(d) = &device {
         d.reset_peak_memory();
     }
+    // The host's peak over the timed forwards alone (weights included, loading not).
+    let host_peak_known = reset_host_peak();
     let stats = time(&device, args.warmup, args.iters, || forward_once(&model, args, &inputs))?;
+    let host_peak = host_peak_bytes().filter(|_| host_peak_known);
     let peak = match &device {
         Device::Cuda(d) => Some(d.memory_stats().peak_bytes),
         Device::Cpu => None,
     };
+    let profile = if args.profile { Some(crate::profile::passes(&device, args.iters, || forward_once(&model, args, &inputs))?) } else { None };
     let ceil = measure_ceilings(&device, dtype)?;
     let secs = stats.median_ms * 1e-3;
     let images_per_s = args.batch_size as f64 / secs;
@@ -150,15 +162,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(p) = peak {
         println!("peak device memory {:.2} GiB", p as f64 / (1u64 << 30) as f64);
     }
+    if let Some(p) = host_peak {
+        println!("peak host memory (resident, over the timed forwards) {:.2} GiB", p as f64 / (1u64 << 30) as f64);
+    }
+    if let Some(p) = &profile {
+        print!("\n{}", p.table(args.profile_depth));
+    }
     if let Some(path) = &args.json {
         let doc = json!({
             "command": std::env::args().collect::<Vec<_>>().join(" "),
             "model": args.model.display().to_string(), "component": what, "taps": args.taps,
             "dtype": dtype.name(), "device": device.to_string(), "batch_size": args.batch_size,
             "resolution": args.resolution, "timestep": args.timestep, "iters": args.iters,
-            "median_ms": stats.median_ms, "min_ms": stats.min_ms, "max_ms": stats.max_ms,
+            "median_ms": stats.median_ms, "min_ms": stats.min_ms, "max_ms": stats.max_ms, "times_ms": stats.times_ms,
             "images_per_s": images_per_s, "flops_per_forward": flops, "tflops": tflops,
-            "peak_bytes": peak, "ceilings": {"matrix_tflops": ceil.matrix_tflops, "copy_gbps": ceil.copy_gbps},
+            "peak_bytes": peak, "host_peak_bytes": host_peak, "profile": profile.as_ref().map(|p| p.to_json()), "ceilings": {"matrix_tflops": ceil.matrix_tflops, "copy_gbps": ceil.copy_gbps},
         });
         crate::io::write_atomic(path, serde_json::to_string_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))?.as_bytes())?;
     }

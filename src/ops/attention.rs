@@ -30,6 +30,7 @@ fn dims4_of(name: &str, t: &Tensor) -> Result<(usize, usize, usize, usize)> {
 /// is visible to query i only if j <= i (requires Nq == Nk). D must be a multiple of 8 and at
 /// most 512; Nk >= 1. All three of one float dtype on one device (f32 on the CPU).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, causal: bool) -> Result<Tensor> {
+    let _p = crate::profile::op("attention");
     check_float(OP, q)?;
     check_same_device(OP, &[q, k, v])?;
     check_same_dtype(OP, &[q, k, v])?;

@@ -17,6 +17,16 @@ fn check_bias(op: &'static str, bias: &Tensor, g: &Conv2dGeom, weight: &Tensor) 
     Ok(())
 }
 
+/// The profile's name for a convolution: its kernel size, and the stride when it is not 1.
+fn profile_name(g: &Conv2dGeom) -> &'static str {
+    match (g.kh, g.kw, g.stride) {
+        (1, 1, (1, 1)) => "conv2d 1x1",
+        (3, 3, (1, 1)) => "conv2d 3x3",
+        (3, 3, (2, 2)) => "conv2d 3x3 s2",
+        _ => "conv2d",
+    }
+}
+
 /// x: [N, Cin, H, W], weight: [Cout, Cin, kh, kw], bias: [Cout] -> [N, Cout, OH, OW] with
 /// OH = (H + pad_top + pad_bottom - kh) / stride_h + 1 (likewise OW).
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
@@ -27,6 +37,7 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: &Conv2dPara
     check_same_device(OP, &all)?;
     check_same_dtype(OP, &all)?;
     let g = Conv2dGeom::new(OP, x, weight, p)?;
+    let _p = crate::profile::op(profile_name(&g));
     if let Some(b) = bias {
         check_bias(OP, b, &g, weight)?;
     }
@@ -41,6 +52,7 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: &Conv2dPara
 /// -> dx [N, Cin, H, W] (when `need_dx`), dweight [Cout, Cin, kh, kw], dbias [Cout] (when
 /// `has_bias`: the sum of dy over N, OH, OW).
 pub fn conv2d_backward(dy: &Tensor, x: &Tensor, weight: &Tensor, p: &Conv2dParams, need_dx: bool, has_bias: bool) -> Result<Conv2dGrads> {
+    let _p = crate::profile::op("conv2d_backward");
     const OP: &str = "conv2d_backward";
     check_float(OP, x)?;
     check_same_device(OP, &[dy, x, weight])?;

@@ -34,11 +34,13 @@ fn apply(x: &Tensor, plan: &DropoutPlan) -> Result<Tensor> {
 /// x: [..] (for `Channels`, [N, C, *]) -> same shape: y = x * keep / (1 - p), keep as above.
 /// p must be in [0, 1); p = 0 returns a copy.
 pub fn dropout(x: &Tensor, p: f32, seed: u64, kind: DropoutKind) -> Result<Tensor> {
+    let _p = crate::profile::op("dropout");
     apply(x, &plan("dropout", x, p, seed, kind)?)
 }
 
 /// dy: the shape of dropout's x -> dx = dy * keep / (1 - p), with the mask of the forward call
 /// that had the same (p, seed, kind) recomputed.
 pub fn dropout_backward(dy: &Tensor, p: f32, seed: u64, kind: DropoutKind) -> Result<Tensor> {
+    let _p = crate::profile::op("dropout_backward");
     apply(dy, &plan("dropout_backward", dy, p, seed, kind)?)
 }

@@ -10,6 +10,7 @@ pub use crate::plan::elementwise::{BinaryOp, BroadcastPlan, Unary};
 
 /// y = f(x), same shape and dtype.
 pub fn unary(x: &Tensor, op: Unary) -> Result<Tensor> {
+    let _p = crate::profile::op(op.name());
     check_float("unary", x)?;
     match x.device() {
         Device::Cpu => crate::cpu::elementwise::unary(x, op),
@@ -35,6 +36,7 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
 
 /// dx = dy * f'(x), for the activation `op` applied to `x` in the forward pass.
 pub fn unary_backward(dy: &Tensor, x: &Tensor, op: Unary) -> Result<Tensor> {
+    let _p = crate::profile::op("unary_backward");
     check_float("unary_backward", x)?;
     check_same_device("unary_backward", &[dy, x])?;
     check_same_dtype("unary_backward", &[dy, x])?;
@@ -48,6 +50,7 @@ pub fn unary_backward(dy: &Tensor, x: &Tensor, op: Unary) -> Result<Tensor> {
 /// GEGLU as diffusers' `GEGLU` after its projection: x [.., 2F] is split in half along the
 /// last dim into (h, g) and the result is h * gelu(g), [.., F].
 pub fn geglu(x: &Tensor) -> Result<Tensor> {
+    let _p = crate::profile::op("geglu");
     check_float("geglu", x)?;
     let last = *x.dims().last().ok_or_else(|| Error::op("geglu", "rank-0 input"))?;
     ensure_op!(last % 2 == 0, "geglu", "last dim of {} must be even (hidden and gate halves)", x.shape());
@@ -59,6 +62,7 @@ pub fn geglu(x: &Tensor) -> Result<Tensor> {
 
 /// a op b with numpy broadcasting; both operands of one float dtype on one device.
 pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    let _p = crate::profile::op(op.name());
     let name = op.name();
     check_float(name, a)?;
     check_same_device(name, &[a, b])?;
@@ -85,6 +89,7 @@ pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// x * mul + add, elementwise.
 pub fn affine(x: &Tensor, mul: f32, add: f32) -> Result<Tensor> {
+    let _p = crate::profile::op("affine");
     check_float("affine", x)?;
     match x.device() {
         Device::Cpu => crate::cpu::elementwise::affine(x, mul, add),
@@ -100,6 +105,7 @@ pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
 /// x converted to `dtype` on its device (a cheap clone when it already is `dtype`): floats
 /// round to the nearest even, floats to ints truncate toward zero.
 pub fn to_dtype(x: &Tensor, dtype: DType) -> Result<Tensor> {
+    let _p = crate::profile::op("to_dtype");
     if dtype == x.dtype() {
         return Ok(x.clone());
     }

@@ -22,6 +22,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// As `matmul`, with a stored [.., K, M] when `trans_a` and b stored [.., N, K] when
 /// `trans_b` -> [.., M, N].
 pub fn matmul_t(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+    let _p = crate::profile::op("matmul");
     const OP: &str = "matmul";
     check_float(OP, a)?;
     check_float(OP, b)?;
@@ -45,6 +46,7 @@ fn linear_dims(op: &'static str, x: &Tensor, weight: &Tensor) -> Result<(usize, 
 
 /// x: [.., in], weight: [out, in] (PyTorch layout), bias: [out] -> [.., out]; y = x W^T + b.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let _p = crate::profile::op("linear");
     const OP: &str = "linear";
     check_float(OP, x)?;
     let mut all = vec![x, weight];
@@ -89,6 +91,7 @@ pub struct LinearGrads {
 /// dy: [.., out], x: [.., in] (the forward input), weight: [out, in] -> dx = dy W [.., in]
 /// (when `need_dx`), dW = dy^T x [out, in], db = sum of dy over all rows [out] (when `has_bias`).
 pub fn linear_backward(dy: &Tensor, x: &Tensor, weight: &Tensor, need_dx: bool, has_bias: bool) -> Result<LinearGrads> {
+    let _p = crate::profile::op("linear_backward");
     const OP: &str = "linear_backward";
     check_float(OP, x)?;
     check_same_device(OP, &[dy, x, weight])?;

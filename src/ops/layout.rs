@@ -17,6 +17,7 @@ pub const MAX_PERMUTE_RANK: usize = cuda::launch::MAX_DIMS;
 /// x: [d0, .., d(r-1)] (r <= 6) -> [d(perm[0]), .., d(perm[r-1])], a copy: out[i0, .., i(r-1)]
 /// = x at index i(q) along dim perm[q].
 pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+    let _p = crate::profile::op("permute");
     let r = x.rank();
     ensure_op!(r <= MAX_PERMUTE_RANK, "permute", "x {} has rank {r}; permute takes rank <= {MAX_PERMUTE_RANK}", x.shape());
     let mut seen = vec![false; r];
@@ -31,6 +32,7 @@ pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
 /// xs[i]: [.., Di, ..] (same rank, dtype, device and other dims) -> [.., sum Di, ..] along
 /// `dim` (negative counts from the end).
 pub fn cat(xs: &[&Tensor], dim: isize) -> Result<Tensor> {
+    let _p = crate::profile::op("cat");
     let first = *xs.first().ok_or_else(|| Error::op("cat", "no tensors to concatenate"))?;
     check_same_device("cat", xs)?;
     check_same_dtype("cat", xs)?;
@@ -56,6 +58,7 @@ pub fn cat(xs: &[&Tensor], dim: isize) -> Result<Tensor> {
 
 /// x: [.., D, ..] -> [.., len, ..]: elements start..start + len along `dim`, copied.
 pub fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result<Tensor> {
+    let _p = crate::profile::op("narrow");
     let d = x.shape().resolve_dim(dim).map_err(|_| Error::op("narrow", format!("dim {dim} is out of range for x {}", x.shape())))?;
     let size = x.dims()[d];
     ensure_op!(start + len <= size, "narrow", "range {start}..{} is out of bounds for dim {d} (size {size}) of x {}", start + len, x.shape());
@@ -78,6 +81,7 @@ pub fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result<Tensor
 /// x: [N, C, H, W] (float) -> [N, C, 2H, 2W], nearest neighbour: out[.., y, x] = in[.., y/2, x/2]
 /// (torch's `interpolate(scale_factor=2, mode="nearest")`).
 pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
+    let _p = crate::profile::op("upsample_nearest");
     let (n, c, h, w) = x.dims4("upsample_nearest2x")?;
     ensure_op!(x.dtype().is_float(), "upsample_nearest2x", "expected a float tensor, got {} of shape {}", x.dtype(), x.shape());
     match x.device() {
@@ -91,6 +95,7 @@ pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
 /// sy = `nearest_source_index(y, H, out_h)` (same for x). The U-Net's upsamplers use it when the
 /// latent size is not a multiple of 2^levels (diffusers' `upsample_size`).
 pub fn upsample_nearest(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    let _p = crate::profile::op("upsample_nearest");
     let (n, c, h, w) = x.dims4("upsample_nearest")?;
     ensure_op!(x.dtype().is_float(), "upsample_nearest", "expected a float tensor, got {} of shape {}", x.dtype(), x.shape());
     ensure_op!(
@@ -117,6 +122,7 @@ fn host_indices(op: &'static str, what: &str, idx: &Tensor, limit: usize, of: &S
 /// ids: i64 or i32 [..], table: [V, D] -> [.., D]: row ids[..] of the table. An id outside
 /// 0..V is an error naming it and V.
 pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
+    let _p = crate::profile::op("embedding");
     check_same_device("embedding", &[ids, table])?;
     ensure_op!(matches!(ids.dtype(), DType::I64 | DType::I32), "embedding", "ids {} must be i64 or i32, got {}", ids.shape(), ids.dtype());
     let (v, d) = table.dims2("embedding")?;
@@ -131,6 +137,7 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
 
 /// x: [R, ..], idx: i64 [n] -> [n, ..]: out[t] = x[idx[t]]. An index outside 0..R is an error.
 pub fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    let _p = crate::profile::op("gather_rows");
     check_same_device("gather_rows", &[x, idx])?;
     ensure_op!(idx.dtype() == DType::I64, "gather_rows", "idx {} must be i64, got {}", idx.shape(), idx.dtype());
     let n = idx.dims1("gather_rows")?;
@@ -146,12 +153,14 @@ pub fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
 
 /// x: [N, C, H, W] -> [N, H*W, C] (out[n, y*W + x, c] = in[n, c, y, x]).
 pub fn nchw_to_tokens(x: &Tensor) -> Result<Tensor> {
+    let _p = crate::profile::op("nchw_to_tokens");
     let (n, c, h, w) = x.dims4("nchw_to_tokens")?;
     transpose_last2(&x.reshape([n, c, h * w])?)
 }
 
 /// x: [N, H*W, C] -> [N, C, H, W], the inverse of `nchw_to_tokens`.
 pub fn tokens_to_nchw(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let _p = crate::profile::op("tokens_to_nchw");
     let (n, l, c) = x.dims3("tokens_to_nchw")?;
     ensure_op!(l == h * w, "tokens_to_nchw", "x {} has {l} tokens, expected h*w = {h}*{w} = {}", x.shape(), h * w);
     transpose_last2(x)?.reshape([n, c, h, w])

@@ -38,6 +38,7 @@ fn check_labels(op: &'static str, labels: &Tensor, what: &str, scores: &Tensor, 
 /// logits: [B, C] float, labels: [B] i64 or i32 -> (loss: rank-0 f32, probs: [B, C] f32, the
 /// softmax kept for the backward)
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
+    let _p = crate::profile::op("cross_entropy");
     const OP: &str = "cross_entropy";
     check_float(OP, logits)?;
     let (b, c) = logits.dims2(OP)?;
@@ -51,6 +52,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor
 /// dlogits = dloss * (probs - onehot(labels)) / B, for the loss scaled by `dloss`.
 /// probs: [B, C] (from `cross_entropy`), labels: [B] i64 or i32 -> dlogits: [B, C], probs' dtype
 pub fn cross_entropy_backward(probs: &Tensor, labels: &Tensor, dloss: f32) -> Result<Tensor> {
+    let _p = crate::profile::op("cross_entropy_backward");
     const OP: &str = "cross_entropy_backward";
     check_float(OP, probs)?;
     let (b, c) = probs.dims2(OP)?;

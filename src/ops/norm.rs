@@ -39,6 +39,7 @@ fn check_eps(op: &'static str, eps: f32) -> Result<()> {
 /// torch.nn.GroupNorm, then SiLU when `silu` (the fused GroupNorm+SiLU of the SD U-Net and VAE).
 /// x: [N, C, *spatial] (rank >= 2), weight, bias: [C] -> [N, C, *spatial]; C % groups == 0.
 pub fn group_norm(x: &Tensor, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32, silu: bool) -> Result<Tensor> {
+    let _p = crate::profile::op(if silu { "group_norm+silu" } else { "group_norm" });
     const OP: &str = "group_norm";
     check_float(OP, x)?;
     let (n, c, spatial) = ncs(OP, x)?;
@@ -56,6 +57,7 @@ pub fn group_norm(x: &Tensor, groups: usize, weight: Option<&Tensor>, bias: Opti
 /// torch.nn.LayerNorm over the last dim.
 /// x: [.., C], weight, bias: [C] -> [.., C]
 pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+    let _p = crate::profile::op("layer_norm");
     const OP: &str = "layer_norm";
     check_float(OP, x)?;
     let c = *x.dims().last().ok_or_else(|| Error::op(OP, "x must have rank >= 1, got a rank-0 tensor"))?;
@@ -115,6 +117,7 @@ pub fn batch_norm_train(
     momentum: f32,
     eps: f32,
 ) -> Result<(Tensor, BatchNormCache)> {
+    let _p = crate::profile::op("batch_norm_train");
     const OP: &str = "batch_norm_train";
     let p = check_batch_norm(OP, x, weight, bias, eps)?;
     ensure_op!(
@@ -137,6 +140,7 @@ pub fn batch_norm_train(
 /// Batch norm in eval mode: normalises with the running statistics.
 /// x: [N, C, *spatial] (rank >= 2), weight, bias: [C] -> [N, C, *spatial]
 pub fn batch_norm_eval(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, state: &BatchNormState, eps: f32) -> Result<Tensor> {
+    let _p = crate::profile::op("batch_norm_eval");
     const OP: &str = "batch_norm_eval";
     let p = check_batch_norm(OP, x, weight, bias, eps)?;
     check_state(OP, state, x, p.c)?;
@@ -151,6 +155,7 @@ pub fn batch_norm_eval(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor
 /// (sums and means per channel over N and the spatial dims).
 /// dy, x: [N, C, *spatial], cache from the forward, weight: [C] -> grads
 pub fn batch_norm_backward(dy: &Tensor, x: &Tensor, cache: &BatchNormCache, weight: Option<&Tensor>) -> Result<BatchNormGrads> {
+    let _p = crate::profile::op("batch_norm_backward");
     const OP: &str = "batch_norm_backward";
     let p = check_batch_norm(OP, x, weight, None, 0.0)?;
     check_same_device(OP, &[x, dy, &cache.mean, &cache.rstd])?;

@@ -35,6 +35,7 @@ impl AdamState {
 /// One Adam(W) step in place. param, grad, state.m, state.v: f32, one shape, one device.
 /// Increments state.step (only when the step is taken).
 pub fn adam_step(param: &mut Tensor, grad: &Tensor, state: &mut AdamState, cfg: &AdamConfig) -> Result<()> {
+    let _p = crate::profile::op("adam_step");
     let op = "adam_step";
     check_same_device(op, &[param, grad, &state.m, &state.v])?;
     check_same_dtype(op, &[param, grad, &state.m, &state.v])?;

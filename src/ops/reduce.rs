@@ -9,6 +9,7 @@ use crate::{ensure_op, Error, Result};
 pub use crate::plan::reduce::{ReduceOp, ReducePlan};
 
 fn reduce(x: &Tensor, dim: isize, keepdim: bool, op: ReduceOp) -> Result<Tensor> {
+    let _p = crate::profile::op(op.name());
     let name = op.name();
     check_float(name, x)?;
     let plan = ReducePlan::new(name, x.shape(), dim, keepdim)?;
@@ -39,6 +40,7 @@ pub fn max(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor> {
 /// x: [.., D, ..] -> i64 [.., ..]: the index of the max over `dim`, the first one on ties;
 /// NaN counts as larger than any number (the first NaN wins). D must be > 0.
 pub fn argmax(x: &Tensor, dim: isize) -> Result<Tensor> {
+    let _p = crate::profile::op("argmax");
     check_float("argmax", x)?;
     let plan = ReducePlan::new("argmax", x.shape(), dim, false)?;
     ensure_op!(plan.n > 0, "argmax", "cannot take the argmax over an empty dim {dim} of x {}", x.shape());
@@ -50,6 +52,7 @@ pub fn argmax(x: &Tensor, dim: isize) -> Result<Tensor> {
 
 /// x: any shape -> rank-0, x's dtype: the sum of all elements (deterministic on both backends).
 pub fn sum_all(x: &Tensor) -> Result<Tensor> {
+    let _p = crate::profile::op("sum_all");
     check_float("sum_all", x)?;
     match x.device() {
         Device::Cpu => crate::cpu::reduce::sum_all(x),
@@ -62,6 +65,7 @@ pub fn sum_all(x: &Tensor) -> Result<Tensor> {
 /// number, equal values (and -0.0 vs 0.0) come lower index first. 1 <= k <= N; on CUDA also
 /// k <= 1024 and N < 2^31.
 pub fn topk(x: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
+    let _p = crate::profile::op("topk");
     check_float("topk", x)?;
     let n = *x.dims().last().ok_or_else(|| Error::op("topk", "x is rank-0; expected [.., N]"))?;
     ensure_op!(k >= 1 && k <= n, "topk", "k = {k} must be in 1..={n} for x {} (N = {n})", x.shape());

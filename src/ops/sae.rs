@@ -32,6 +32,7 @@ fn check_code(op: &'static str, code: &Code, rows: usize, n: usize) -> Result<us
 
 /// x: f32 [B, d], b_dec: f32 [d] -> xc = x - b_dec (and its bf16 copy on CUDA).
 pub fn center(x: &Tensor, b_dec: &Tensor) -> Result<Centered> {
+    let _p = crate::profile::op("sae_center");
     const OP: &str = "sae_center";
     check_same_device(OP, &[x, b_dec])?;
     check_f32(OP, "x", x)?;
@@ -62,6 +63,7 @@ fn check_encoder(op: &'static str, xc: &Tensor, w_enc: &Tensor, b_enc: &Tensor) 
 /// xc: f32 [B, d], W_enc: f32 [d, n], b_enc: f32 [n] -> relu?(xc W_enc + b_enc): f32 [B, n],
 /// the dense pre-activation (the analysis' "hidden_post" with relu). f32 on both backends.
 pub fn encode_dense(xc: &Tensor, w_enc: &Tensor, b_enc: &Tensor, relu: bool) -> Result<Tensor> {
+    let _p = crate::profile::op("sae_encode_dense");
     check_encoder("sae_encode_dense", xc, w_enc, b_enc)?;
     match xc.device() {
         Device::Cpu => {
@@ -84,6 +86,7 @@ pub fn encode_dense(xc: &Tensor, w_enc: &Tensor, b_enc: &Tensor, relu: bool) -> 
 /// bf16 shadow) runs the fused bf16 encoder, which never writes the dense pre-activation; any
 /// other case (and the CPU) computes the f32 dense pre-activation and takes its top-k.
 pub fn encode_topk(xc: &Centered, w_enc: &Tensor, w_enc16: Option<&Tensor>, b_enc: &Tensor, k: usize, relu: bool) -> Result<Code> {
+    let _p = crate::profile::op("sae_encode_topk");
     const OP: &str = "sae_encode_topk";
     let n = check_encoder(OP, &xc.xc, w_enc, b_enc)?;
     ensure_op!(k >= 1 && k <= n, OP, "k = {k} must be in 1..={n} for W_enc {}", w_enc.shape());
@@ -112,6 +115,7 @@ pub fn encode_topk(xc: &Centered, w_enc: &Tensor, w_enc16: Option<&Tensor>, b_en
 /// The k largest of relu(xc W_enc[:, cols] + b_enc[cols]) per row, with latent ids (AuxK over
 /// the dead latents). 1 <= k <= cols.len(); cols distinct and in 0..n.
 pub fn encode_topk_cols(xc: &Centered, w_enc: &Tensor, w_enc16: Option<&Tensor>, b_enc: &Tensor, cols: &[i32], k: usize) -> Result<Code> {
+    let _p = crate::profile::op("sae_encode_topk_cols");
     const OP: &str = "sae_encode_topk_cols";
     let n = check_encoder(OP, &xc.xc, w_enc, b_enc)?;
     ensure_op!(k >= 1 && k <= cols.len(), OP, "k = {k} must be in 1..={} (the columns asked for) for W_enc {}", cols.len(), w_enc.shape());
@@ -138,6 +142,7 @@ pub fn encode_topk_cols(xc: &Centered, w_enc: &Tensor, w_enc16: Option<&Tensor>,
 /// target: f32 [B, d], bias: f32 [d] or none, code over W_dec: f32 [n, d] -> the residual
 /// target - (sum_e vals W_dec[idx] + bias), its dots with the code's rows and squared sums.
 pub fn decode(target: &Tensor, bias: Option<&Tensor>, code: &Code, w_dec: &Tensor) -> Result<Decoded> {
+    let _p = crate::profile::op("sae_decode");
     const OP: &str = "sae_decode";
     let mut all = vec![target, w_dec, &code.vals, &code.idx];
     all.extend(bias);
@@ -160,6 +165,7 @@ pub fn decode(target: &Tensor, bias: Option<&Tensor>, code: &Code, w_dec: &Tenso
 
 /// t: f32 [B, d] -> (column sums [d], centred column sums of squares [d]).
 pub fn col_stats(t: &Tensor) -> Result<(Tensor, Tensor)> {
+    let _p = crate::profile::op("sae_colstats");
     check_f32("sae_colstats", "t", t)?;
     t.dims2("sae_colstats")?;
     match t.device() {
@@ -171,6 +177,7 @@ pub fn col_stats(t: &Tensor) -> Result<(Tensor, Tensor)> {
 /// The gradients of the loss whose gradient with respect to x_hat is -c * resid (plus AuxK's):
 /// see `SparseBackward`. Every gradient is returned fresh (`=`).
 pub fn sparse_backward(a: &SparseBackward) -> Result<Grads> {
+    let _p = crate::profile::op("sae_backward");
     const OP: &str = "sae_backward";
     let mut all = vec![a.xc, a.w_enc, a.w_dec, &a.code.vals, &a.code.idx, a.dot, a.resid, a.resid_sum];
     if let Some(x) = &a.aux {
@@ -205,6 +212,7 @@ pub fn sparse_backward(a: &SparseBackward) -> Result<Grads> {
 /// divided by their norms. On CUDA one launch; `w_enc16` (W_enc's bf16 shadow) is refreshed in
 /// the same pass.
 pub fn adam_step(t: AdamSlots, w_enc16: Option<&mut Tensor>, s: &AdamScalars) -> Result<()> {
+    let _p = crate::profile::op("sae_adam");
     const OP: &str = "sae_adam";
     let mdt = t.w_enc.m.dtype();
     ensure_op!(matches!(mdt, DType::F32 | DType::BF16), OP, "moments must be f32 or bf16, got {mdt}");
@@ -238,6 +246,7 @@ pub fn adam_step(t: AdamSlots, w_enc16: Option<&mut Tensor>, s: &AdamScalars) ->
 /// decoder directions the Adam step keeps, for a W_dec set outside it (inits, tests). Computed
 /// on the host (a CUDA tensor makes the round trip): it runs once per init, never per step.
 pub fn normalize_rows(w: &mut Tensor) -> Result<()> {
+    let _p = crate::profile::op("sae_normalize_rows");
     const OP: &str = "sae_normalize_rows";
     check_f32(OP, "w", w)?;
     w.dims2(OP)?;
@@ -255,6 +264,7 @@ pub fn normalize_rows(w: &mut Tensor) -> Result<()> {
 /// since: i64 [n], samples since each latent last had a nonzero value in a code: 0 for the
 /// latents in `code` with a nonzero value, + B for the others.
 pub fn update_since(since: &mut Tensor, code: &Code) -> Result<()> {
+    let _p = crate::profile::op("sae_since");
     const OP: &str = "sae_since";
     check_same_device(OP, &[since, &code.vals, &code.idx])?;
     ensure_op!(since.dtype() == DType::I64, OP, "since {} must be i64, got {}", since.shape(), since.dtype());

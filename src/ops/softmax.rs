@@ -8,6 +8,7 @@ use crate::{Error, Result};
 /// y = exp(x - max) / sum(exp(x - max)) along the last dim.
 /// x: [.., C] -> [.., C], x's dtype
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    let _p = crate::profile::op("softmax");
     const OP: &str = "softmax";
     check_float(OP, x)?;
     let c = *x.dims().last().ok_or_else(|| Error::op(OP, "x must have rank >= 1, got a rank-0 tensor"))?;
