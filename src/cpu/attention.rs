@@ -9,6 +9,7 @@
 //! task: BLOCK_Q * (CHUNK_K + D) floats. With `causal`, chunks wholly after a block's last
 //! query are skipped and the keys after each query masked out.
 
+use super::vmath::{exp_nonpositive, simd};
 use crate::plan::attention::AttentionParams;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
@@ -110,7 +111,7 @@ fn attend_block(x: &Head, i0: usize, rows: usize, nk: usize, scale: f32, causal:
                 Parallelism::None,
             )
         };
-        for r in 0..rows {
+        simd(|| for r in 0..rows {
             let row = &mut s[r * cols..(r + 1) * cols];
             // Causal: query i0 + r sees keys j0 .. i0 + r (at least key 0 in the first chunk).
             let visible = if causal { (i0 + r + 1).saturating_sub(j0).min(cols) } else { cols };
@@ -128,7 +129,7 @@ fn attend_block(x: &Head, i0: usize, rows: usize, nk: usize, scale: f32, causal:
             if corr != 1.0 {
                 o[r * d..(r + 1) * d].iter_mut().for_each(|e| *e *= corr);
             }
-        }
+        });
         // O [rows, d] += P [rows, cols] . V[j0..j0+cols] [cols, d]
         // SAFETY: as above for V; O has rows*d elements; P is S, which O does not alias.
         unsafe {
@@ -190,41 +191,9 @@ fn sum_of(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
-/// e^x for x <= 0 (the softmax's shifted scores), within 2 ulp of the exact value, branch-free
-/// so that a loop over a row vectorises (libm's expf is a call per element). x = n ln 2 + r
-/// with n = round(x / ln 2) and |r| <= ln 2 / 2 (ln 2 split in two for an exact product);
-/// e^r by its degree-7 Taylor/minimax polynomial (Cephes' coefficients); 2^n put into the
-/// exponent bits. Inputs below -87.3 give 2^-126 (about 1e-38) instead of underflowing, which
-/// is nothing next to the row's largest term, 1.
-#[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
-    let x = x.max(-87.336_54);
-    // Round to nearest by adding and subtracting 1.5 * 2^23.
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r
-        + 0.5;
-    let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fast_exp_is_within_two_ulp() {
-        let mut worst = 0.0f64;
-        for i in 0..=200_000 {
-            let x = -87.0 * i as f32 / 200_000.0;
-            let want = (x as f64).exp();
-            let got = exp_nonpositive(x) as f64;
-            worst = worst.max((got - want).abs() / want);
-        }
-        assert!(worst < 2.0 * f32::EPSILON as f64, "max relative error {worst:e}");
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-        assert!(exp_nonpositive(f32::NEG_INFINITY) < 1e-37);
-    }
 
     #[test]
     fn reductions_cover_every_element() {

@@ -1,7 +1,8 @@
 //! Normalisation layers on the CPU (f32 storage, statistics in f64, GroupNorm and LayerNorm
-//! applied in f32): GroupNorm (+ SiLU), LayerNorm, BatchNorm forward (train and eval) and
-//! backward. The reference for kernels/norm.cu.
+//! applied in f32, their loops vectorised): GroupNorm (+ SiLU), LayerNorm, BatchNorm forward
+//! (train and eval) and backward. The reference for kernels/norm.cu.
 
+use super::vmath::{self, simd};
 use crate::plan::norm::{BatchNormCache, BatchNormGrads, BatchNormParams, BatchNormState, GroupNormParams, LayerNormParams};
 use crate::tensor::{Device, Tensor};
 use crate::Result;
@@ -20,7 +21,9 @@ fn mean_var(xs: impl Iterator<Item = f32> + Clone) -> (f64, f64) {
 }
 
 /// `mean_var` of a slice, summed in eight f64 lanes (vectorised, no serial chain of adds).
+#[inline(always)]
 fn slice_mean_var(xs: &[f32]) -> (f64, f64) {
+    #[inline(always)]
     fn lanes(xs: &[f32], f: impl Fn(f32) -> f64) -> f64 {
         let mut acc = [0.0f64; 8];
         let chunks = xs.chunks_exact(8);
@@ -37,10 +40,6 @@ fn slice_mean_var(xs: &[f32]) -> (f64, f64) {
     (mean, lanes(xs, |v| (v as f64 - mean).powi(2)) / n)
 }
 
-fn silu(v: f32) -> f32 {
-    v / (1.0 + (-v).exp())
-}
-
 /// Optional per-channel parameter as f32 values (None stays None).
 fn param<'a>(p: Option<&'a Tensor>, op: &'static str) -> Result<Option<&'a [f32]>> {
     p.map(|t| t.cpu_f32(op)).transpose()
@@ -55,7 +54,7 @@ pub fn group_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, p:
     let len = p.group_len();
     let mut out = vec![0.0f32; xs.len()];
     if len > 0 {
-        out.par_chunks_mut(len).zip(xs.par_chunks(len)).enumerate().for_each(|(gi, (o, g))| {
+        out.par_chunks_mut(len).zip(xs.par_chunks(len)).enumerate().for_each(|(gi, (o, g))| simd(|| {
             let (mean, var) = slice_mean_var(g);
             let rstd = 1.0 / (var + p.eps as f64).sqrt();
             let c0 = (gi % p.groups) * p.channels_per_group();
@@ -65,12 +64,13 @@ pub fn group_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, p:
                 let scale = rstd * w.map_or(1.0, |w| w[c] as f64);
                 let shift = b.map_or(0.0, |b| b[c] as f64) - mean * scale;
                 let (scale, shift) = (scale as f32, shift as f32);
-                for (o, &v) in o.iter_mut().zip(g) {
-                    let y = v * scale + shift;
-                    *o = if p.silu { silu(y) } else { y };
+                if p.silu {
+                    o.iter_mut().zip(g).for_each(|(o, &v)| *o = vmath::silu(v * scale + shift));
+                } else {
+                    o.iter_mut().zip(g).for_each(|(o, &v)| *o = v * scale + shift);
                 }
             }
-        });
+        }));
     }
     Tensor::from_vec(out, x.shape().clone(), &Device::Cpu)
 }
@@ -82,13 +82,13 @@ pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, p:
     let (w, b) = (param(weight, OP)?, param(bias, OP)?);
     let mut out = vec![0.0f32; xs.len()];
     if p.c > 0 {
-        out.par_chunks_mut(p.c).zip(xs.par_chunks(p.c)).for_each(|(o, row)| {
+        out.par_chunks_mut(p.c).zip(xs.par_chunks(p.c)).for_each(|(o, row)| simd(|| {
             let (mean, var) = slice_mean_var(row);
             let (mean, rstd) = (mean as f32, (1.0 / (var + p.eps as f64).sqrt()) as f32);
             for (j, (o, &v)) in o.iter_mut().zip(row).enumerate() {
                 *o = (v - mean) * rstd * w.map_or(1.0, |w| w[j]) + b.map_or(0.0, |b| b[j]);
             }
-        });
+        }));
     }
     Tensor::from_vec(out, x.shape().clone(), &Device::Cpu)
 }
