@@ -181,7 +181,7 @@ pub struct OnlineArgs {
     /// Parquet: the image column (default: the HF Image feature, or image/img).
     #[arg(long, requires = "online")]
     pub image_column: Option<String>,
-    /// Parquet: the label column (default: label).
+    /// Parquet: the label column (default: label, else variant as for FGVC-Aircraft).
     #[arg(long, requires = "online")]
     pub label_column: Option<String>,
     /// Parquet: the caption column (for --captions).

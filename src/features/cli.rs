@@ -98,7 +98,7 @@ pub struct ExtractArgs {
     /// Parquet: the image column (default: the HF Image feature, or image/img).
     #[arg(long)]
     pub image_column: Option<String>,
-    /// Parquet: the label column (default: label).
+    /// Parquet: the label column (default: label, else variant as for FGVC-Aircraft).
     #[arg(long)]
     pub label_column: Option<String>,
     /// Parquet: the caption column (for --captions).
