@@ -61,7 +61,8 @@ pub struct ExtractArgs {
     #[arg(long, default_value = "mean")]
     pub posterior: String,
     /// Condition the U-Net on this prompt instead of the empty one; `{label}` becomes the
-    /// image's class name (e.g. "a photo of a {label}").
+    /// image's true class name (e.g. "a photo of a {label}"), which leaks the label into the
+    /// features: a classifier on them is not label-free.
     #[arg(long, conflicts_with = "captions")]
     pub prompt: Option<String>,
     /// Condition the U-Net on each image's caption (--caption-column for parquet).
