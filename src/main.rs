@@ -177,7 +177,24 @@ fn fail(e: revelio::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Output piped into `head` or `grep -q` ends the process quietly, as it does for Unix tools; Rust
+/// ignores SIGPIPE by default, so the next print would panic on the closed pipe instead.
+#[cfg(target_os = "linux")]
+fn default_sigpipe() {
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: restores the default disposition of one signal before any thread is started.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => return info(),

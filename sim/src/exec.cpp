@@ -15,12 +15,12 @@
 
 #include "fiber.h"
 #include "half.h"
+#include "host.h"
 #include "sim.h"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -113,16 +113,12 @@ struct Block {
     uint64_t rng = 0;
     std::vector<unsigned> perm;  // this round's order (random), else unused
     unsigned cursor = 0;         // position in the round of the running thread
+    unsigned lowest = 0;         // greedy: no thread below this index is ready
     bool failed = false;
     std::string error;
 };
 
 namespace {
-
-std::size_t page_size() {
-    static const std::size_t p = (std::size_t)sysconf(_SC_PAGESIZE);
-    return p;
-}
 
 // Shared memory window: kSharedOptin bytes rounded to pages, then a guard page.
 std::size_t region_bytes() { return (kSharedOptin + page_size() - 1) / page_size() * page_size(); }
@@ -140,10 +136,9 @@ struct Worker {
     std::unique_ptr<char[]> altstack;
 
     Worker() {
-        smem = (unsigned char*)mmap(nullptr, region_bytes() + page_size(), PROT_READ | PROT_WRITE,
-                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (smem == MAP_FAILED) fatal("cannot map shared memory for a worker");
-        mprotect(smem + region_bytes(), page_size(), PROT_NONE);
+        GuardedMapping m;
+        if (!map_guarded(region_bytes(), false, m)) fatal("cannot map shared memory for a worker");
+        smem = (unsigned char*)m.base;
         pthread_attr_t attr;
         if (pthread_getattr_np(pthread_self(), &attr) == 0) {
             void* bottom = nullptr;
@@ -248,14 +243,16 @@ unsigned at(const Block& b, unsigned p) {
 
 // The next ready thread of this round after the running one (greedy: the lowest ready one).
 Fiber* next_ready(Block& b) {
-    const unsigned from = options().order == Order::Greedy ? 0 : b.cursor + 1;
-    for (unsigned p = from; p < b.n; ++p) {
+    const bool greedy = options().order == Order::Greedy;
+    for (unsigned p = greedy ? b.lowest : b.cursor + 1; p < b.n; ++p) {
         Fiber& f = b.f[at(b, p)];
         if (f.state == State::Ready) {
             b.cursor = p;
+            if (greedy) b.lowest = p;
             return &f;
         }
     }
+    if (greedy) b.lowest = b.n;
     return nullptr;
 }
 
@@ -428,6 +425,7 @@ void complete(Block& b, Warp& w, Fiber* me) {
     for (unsigned l = 0; l < 32; ++l)
         if (mask & (1u << l)) lanes[l].state = State::Ready;
     w.waiting &= ~mask;
+    b.lowest = std::min(b.lowest, me->warp * 32 + (unsigned)__builtin_ctz(mask));
 }
 
 // ---------------------------------------------------------------- cp.async
@@ -522,6 +520,7 @@ void release_barrier(Block& b) {
         count += f.bar_pred != 0;
     }
     const int result = first->bar_kind == 1 ? any : first->bar_kind == 2 ? all : count;
+    b.lowest = 0;
     for (unsigned i = 0; i < b.n; ++i) {
         Fiber& f = b.f[i];
         if (f.state != State::AtBarrier) continue;
@@ -540,7 +539,7 @@ void schedule(Worker& w, Block& b) {
         for (unsigned p = 0; p < b.n && !first; ++p) {
             if (b.f[at(b, p)].state == State::Ready) {
                 first = &b.f[at(b, p)];
-                b.cursor = p;
+                b.cursor = b.lowest = p;
             }
         }
         if (first) {
@@ -773,13 +772,6 @@ void block_error(const char* fmt, ...) {
     fail(b, std::string("thread ") + std::to_string(f->linear) + ": " + buf);
     fiber_exit_to(f->ctx, worker->sched);
     __builtin_unreachable();
-}
-
-std::string where_now() {
-    if (!worker || !worker->block) return "outside any kernel";
-    std::string s = block_name(*worker->block);
-    if (current) s += " thread " + std::to_string(running()->linear);
-    return s;
 }
 
 uint64_t shuffle(Shfl kind, unsigned mask, uint64_t bits, int arg, int width) {
