@@ -195,6 +195,8 @@ fn default_sigpipe() {
 fn main() -> ExitCode {
     #[cfg(target_os = "linux")]
     default_sigpipe();
+    // Large op outputs reuse freed memory instead of being page-faulted in again (cpu::memory).
+    revelio::cpu::memory::retain_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => return info(),

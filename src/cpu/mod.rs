@@ -8,6 +8,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod layout;
 pub mod loss;
+pub mod memory;
 pub mod norm;
 pub mod optim;
 pub mod pool;
