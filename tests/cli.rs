@@ -205,10 +205,22 @@ mod forward {
         let text = run(&[
             "bench", "--model", fixtures("unet/sd1").to_str().unwrap(), "--batch-size", "2", "--resolution", "64",
             "--iters", "2", "--warmup", "1", "--taps", "mid", "--device", "cpu", "--json", json.to_str().unwrap(),
+            "--profile",
         ]);
         assert!(text.contains("images/s") && text.contains("GFLOP per image"), "{text}");
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert!(v["images_per_s"].as_f64().unwrap() > 0.0 && v["flops_per_forward"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["times_ms"].as_array().unwrap().len(), 2);
+        // --profile: the ops' times add up to no more than the pass, the 3x3 convs are there, and
+        // the module tree is diffusers' (the pass stops after mid, so no up block is entered).
+        let p = &v["profile"];
+        assert!(text.contains("module (inclusive)") && text.contains("conv2d 3x3"), "{text}");
+        let ops = p["ops"].as_array().unwrap();
+        let op_ms: f64 = ops.iter().map(|o| o["ms"].as_f64().unwrap()).sum();
+        assert!(op_ms > 0.0 && op_ms <= p["total_ms"].as_f64().unwrap() * 1.001, "{p}");
+        assert!(ops.iter().any(|o| o["name"] == "conv2d 3x3" && o["calls"].as_u64().unwrap() > 0), "{p}");
+        let paths: Vec<&str> = p["modules"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
+        assert!(paths.iter().any(|m| m.ends_with("mid_block")) && !paths.iter().any(|m| m.contains("up_blocks")), "{paths:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
