@@ -6,7 +6,7 @@ use super::model::DiffcClassifier;
 use super::online::{report, BatchPlan, OnlineOptions, OnlineSource, TestNoise, ONLINE_REPORT};
 use super::sweep::sweep;
 use super::train::{parse_dtype, read_run_config, train, ModelOptions, TrainConfig, TrainSummary, BEST_WEIGHTS, WEIGHTS};
-use crate::features::backbone::{Conditioning, DitClass};
+use crate::features::conditioning::{Conditioning, DitClass};
 use crate::features::dataset::DatasetFormat;
 use crate::features::hf_parquet::Columns;
 use crate::io::write_atomic;

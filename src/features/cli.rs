@@ -1,6 +1,7 @@
 //! Command-line arguments of `revelio extract` and `revelio features`, and the text they print.
 
-use super::backbone::{Conditioning, DitClass, Posterior};
+use super::conditioning::{Conditioning, DitClass};
+use crate::models::pipeline::Posterior;
 use super::dataset::{DatasetFormat, DatasetOptions};
 use super::extract::{extract, ExtractOptions};
 use super::hf_parquet::Columns;

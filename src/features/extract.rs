@@ -16,12 +16,13 @@
 //! Decoding runs ahead on a thread pool ([`super::prefetch`]); one forward pass per (batch,
 //! timestep, draw) serves all layers and stops after the deepest.
 
-use super::backbone::{Backbone, Conditioning, DitClass, Posterior};
-use crate::models::taps::TapRequest;
+use super::conditioning::{Conditioning, DitClass};
 use super::dataset::{Dataset, DatasetOptions};
 use super::image::Preprocess;
 use super::prefetch::Prefetcher;
 use super::store::{Failure, FeatureStoreWriter, Manifest, Pooling, STORE_FORMAT};
+use crate::models::pipeline::{Pipeline, Posterior};
+use crate::models::taps::TapRequest;
 use crate::progress::Progress;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ops, rng, Context, Error, Result};
@@ -185,7 +186,7 @@ fn model_path(p: &Path) -> String {
 }
 
 /// The manifest this run writes (everything that shapes the features).
-fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone, shard_size: usize) -> Manifest {
+fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Pipeline, shard_size: usize) -> Manifest {
     let mut s = Map::new();
     s.insert("model_kind".into(), json!(bb.kind()));
     s.insert("resolution".into(), json!(opts.resolution));
@@ -244,7 +245,7 @@ struct BlockLatents {
 }
 
 /// The latent cache of a part: a feature store with one `latents` tensor per block.
-fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone) -> Manifest {
+fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Pipeline) -> Manifest {
     let mut s = Map::new();
     s.insert("resolution".into(), json!(opts.resolution));
     s.insert("posterior".into(), json!(if opts.posterior == Posterior::Mean { "mean" } else { "sample" }));
@@ -272,7 +273,7 @@ fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone) -> Manifes
 struct Run<'a> {
     opts: &'a ExtractOptions,
     ds: Arc<Dataset>,
-    bb: Backbone,
+    bb: Pipeline,
     requests: Vec<TapRequest>,
     /// [1, L, h, w]: the latent of one image, and its element count.
     latent_dims: Vec<usize>,
@@ -309,13 +310,9 @@ impl Run<'_> {
         let x0 = self.latents(lat, idx[0], n)?;
         let ds = self.ds.clone();
         let entries: Vec<_> = idx.iter().map(|&i| &ds.entries()[i]).collect();
-        let ctx = if self.bb.is_dit() { None } else { Some(self.bb.conditioning(&opts.conditioning, &entries, ds.class_names())?) };
-        let labels = match self.dit_classes {
-            Some(null) => {
-                let y: Vec<i64> = entries.iter().map(|e| if opts.dit_class == DitClass::Label { e.label } else { null as i64 }).collect();
-                Some(Tensor::from_vec(y, [n], &Device::Cpu)?)
-            }
-            None => None,
+        let (ctx, labels) = match self.dit_classes {
+            Some(null) => (None, Some(opts.dit_class.labels(&entries, null)?)),
+            None => (Some(opts.conditioning.encode(&mut self.bb, &entries, ds.class_names())?), None),
         };
         // DiT without --dit-noise sees the clean latent: one pass, no draws.
         let noised = !self.bb.is_dit() || opts.dit_noise;
@@ -325,7 +322,7 @@ impl Run<'_> {
         for (ti, &t) in opts.timesteps.iter().enumerate() {
             for d in 0..draws {
                 let x = if noised { self.bb.ddim.add_noise(&x0, &self.noise(idx, t, d)?, &[t])? } else { x0.clone() };
-                let vals = self.bb.forward(&x, t, ctx.as_ref(), labels.as_ref(), &self.requests)?;
+                let vals = self.bb.record(&x, t, ctx.as_ref(), labels.as_ref(), &self.requests, idx)?;
                 for (li, r) in self.requests.iter().enumerate() {
                     let v = vals.get(&r.name).ok_or_else(|| Error::Internal(format!("layer {} was not recorded", r.name)))?;
                     let (p, shape) = pool(v, opts.pooling)?;
@@ -352,7 +349,7 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
     // 1. the dataset, the models, and every check that can fail before any work
     let ds = Arc::new(Dataset::open(&opts.dataset, &opts.dataset_options)?);
     check(opts, &ds)?;
-    let bb = Backbone::load(&opts.model, opts.model_dtype, &opts.device)?;
+    let bb = Pipeline::load(&opts.model, opts.model_dtype, &opts.device)?;
     let requests = bb.resolve(&opts.layers)?;
     let steps = bb.ddim.alphas_cumprod().len();
     if let Some(&t) = opts.timesteps.iter().find(|&&t| t >= steps) {

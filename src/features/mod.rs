@@ -1,8 +1,8 @@
 //! Features: datasets of real images, their decoding and preprocessing, the input pipeline,
 //! extraction (`revelio extract`), and the store it writes and the trainers read.
 
-pub mod backbone;
 pub mod cli;
+pub mod conditioning;
 pub mod dataset;
 pub mod extract;
 pub mod hf_parquet;
