@@ -38,8 +38,8 @@ enum Command {
     /// Tokenize prompts with a CLIP BPE tokenizer: one prompt per line on stdin, one JSON array
     /// of ids per line on stdout (start and end tokens, truncated and padded to --max-length).
     Tokenize {
-        /// The tokenizer folder (vocab.json, merges.txt, tokenizer_config.json), e.g. a
-        /// pipeline's `tokenizer/`.
+        /// The tokenizer folder (vocab.json and merges.txt, or tokenizer.json alone as
+        /// transformers 5 saves it; tokenizer_config.json), e.g. a pipeline's `tokenizer/`.
         #[arg(long)]
         tokenizer: PathBuf,
         /// Pad or truncate to this many ids (CLIP's context length).
