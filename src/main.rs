@@ -30,7 +30,11 @@ enum Command {
     /// Extract diffusion features of every image of a dataset into a feature store
     /// (resumable; --shard i/n for several GPUs or a Slurm array).
     Extract(Box<revelio::features::cli::ExtractArgs>),
-    /// Feature-store tools: `merge` joins the parts of a sharded extraction.
+    /// Text-to-image DDIM sampling with classifier-free guidance from a prompt or a prompt file:
+    /// PNGs, an index and a contact sheet, and activations collected at chosen taps, steps and
+    /// branches into a feature store (resumable; --shard i/n; --preset concepts).
+    Generate(Box<revelio::features::cli::GenerateArgs>),
+    /// Feature-store tools: `merge` joins the parts of a sharded extraction or generation.
     Features {
         #[command(subcommand)]
         command: revelio::features::cli::FeaturesCommand,
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
         Command::Kernels { arch } => return kernels(&arch),
         Command::Tokenize { tokenizer, max_length, flavor, no_pad } => tokenize(&tokenizer, max_length, &flavor, no_pad),
         Command::Extract(args) => revelio::features::cli::run_extract(&args),
+        Command::Generate(args) => revelio::features::cli::run_generate(&args),
         Command::Features { command } => revelio::features::cli::run_features(&command),
         Command::Forward(args) => revelio::models::forward::run(&args),
         Command::Bench(args) => revelio::models::bench::run(&args),

@@ -107,11 +107,11 @@ impl ExtractSummary {
     }
 }
 
-/// The images [start, end) of part `i` of `n` (unions of whole blocks).
-pub fn part_range(images: usize, i: usize, n: usize) -> std::ops::Range<usize> {
-    let blocks = images.div_ceil(BLOCK);
+/// The images [start, end) of part `i` of `n`: unions of whole blocks of `block` images.
+pub fn part_range(images: usize, i: usize, n: usize, block: usize) -> std::ops::Range<usize> {
+    let blocks = images.div_ceil(block);
     let (b0, b1) = (i * blocks / n, (i + 1) * blocks / n);
-    (b0 * BLOCK).min(images)..(b1 * BLOCK).min(images)
+    (b0 * block).min(images)..(b1 * block).min(images)
 }
 
 /// The folder part (i, n) of a run writes to.
@@ -124,7 +124,7 @@ pub fn part_dir(out: &Path, part: (usize, usize)) -> PathBuf {
 }
 
 /// Shards of `size` aligned to multiples of it, covering `range`.
-fn grid(range: std::ops::Range<usize>, size: usize) -> Vec<(usize, usize)> {
+pub(crate) fn grid(range: std::ops::Range<usize>, size: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut s = range.start;
     while s < range.end {
@@ -222,20 +222,6 @@ fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Pipeline, shard_size: usiz
     }
 }
 
-/// f: [B, C, h, w] -> the pooled features on the host, [B, per-image...].
-fn pool(f: &Tensor, pooling: Pooling) -> Result<(Vec<f32>, Vec<usize>)> {
-    let (b, c, h, w) = f.dims4("extract pooling")?;
-    let (t, shape) = match pooling {
-        Pooling::Mean => (ops::global_avg_pool(f)?, vec![c]),
-        Pooling::None => (f.clone(), vec![c, h, w]),
-        Pooling::Tokens => (ops::nchw_to_tokens(f)?, vec![h * w, c]),
-        Pooling::Avg(oh, ow) => (ops::adaptive_avg_pool2d(f, (oh, ow))?, vec![c, oh, ow]),
-    };
-    let v = ops::to_dtype(&t, DType::F32)?.to_f32_vec()?;
-    debug_assert_eq!(v.len(), b * shape.iter().product::<usize>());
-    Ok((v, shape))
-}
-
 /// The latents of a block of images and which of them failed to load.
 struct BlockLatents {
     start: usize,
@@ -325,7 +311,7 @@ impl Run<'_> {
                 let vals = self.bb.record(&x, t, ctx.as_ref(), labels.as_ref(), &self.requests, idx)?;
                 for (li, r) in self.requests.iter().enumerate() {
                     let v = vals.get(&r.name).ok_or_else(|| Error::Internal(format!("layer {} was not recorded", r.name)))?;
-                    let (p, shape) = pool(v, opts.pooling)?;
+                    let (p, shape) = opts.pooling.apply(v)?;
                     let slot = &mut out[li * nt + ti];
                     if slot.0.is_empty() {
                         *slot = (p, shape);
@@ -378,7 +364,7 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
     // 3. the store (resumed if there), the shards still to do, the latent cache
     let out = part_dir(&opts.out, opts.part);
     let mut writer = FeatureStoreWriter::create_or_resume(&out, manifest(opts, &ds, &run.bb, shard_size))?;
-    let range = part_range(ds.len(), opts.part.0, opts.part.1);
+    let range = part_range(ds.len(), opts.part.0, opts.part.1, BLOCK);
     let todo: Vec<(usize, usize)> = grid(range.clone(), shard_size).into_iter().filter(|&(s, c)| !writer.has_shard(s, c)).collect();
     let model_name = if run.bb.is_dit() { "DiT" } else { "U-Net" };
     let mut summary = ExtractSummary { out: out.clone(), images: range.len(), model_name, ..Default::default() };
@@ -504,7 +490,7 @@ mod tests {
         for (n_img, parts) in [(1000, 3), (100, 4), (256 * 5 + 1, 2), (0, 2)] {
             let mut next = 0;
             for i in 0..parts {
-                let r = part_range(n_img, i, parts);
+                let r = part_range(n_img, i, parts, BLOCK);
                 assert_eq!(r.start, next);
                 assert!(r.start.is_multiple_of(BLOCK) || r.start == n_img);
                 next = r.end;

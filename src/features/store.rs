@@ -9,6 +9,7 @@
 //! nothing finished and a rerun skips what is done.
 
 use crate::io::{save_safetensors, write_atomic, SafeTensorsFile};
+use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,26 @@ impl Pooling {
             Pooling::Tokens => "tokens".into(),
             Pooling::Avg(h, w) => format!("avg:{h}x{w}"),
         }
+    }
+
+    /// f: [B, C, h, w] (a map) or [B, N, C] (tokens, as transformer blocks give them) -> the
+    /// pooled features on the host as f32, [B, per-image...], and the per-image shape.
+    pub fn apply(&self, f: &Tensor) -> Result<(Vec<f32>, Vec<usize>)> {
+        let (t, shape) = match (*self, f.dims()) {
+            (Pooling::Mean, &[_, c, _, _]) => (ops::global_avg_pool(f)?, vec![c]),
+            (Pooling::None, &[_, c, h, w]) => (f.clone(), vec![c, h, w]),
+            (Pooling::Tokens, &[_, c, h, w]) => (ops::nchw_to_tokens(f)?, vec![h * w, c]),
+            (Pooling::Avg(oh, ow), &[_, c, _, _]) => (ops::adaptive_avg_pool2d(f, (oh, ow))?, vec![c, oh, ow]),
+            (Pooling::Tokens, &[_, n, c]) => (f.clone(), vec![n, c]),
+            (Pooling::Mean, &[_, _, c]) => (ops::mean(f, 1, false)?, vec![c]),
+            (p, d) => {
+                return Err(Error::BadOption(format!(
+                    "pooling {}: features of shape {d:?} are neither a map [B, C, h, w] nor tokens [B, N, C] (tokens take mean or tokens)",
+                    p.name()
+                )))
+            }
+        };
+        Ok((ops::to_dtype(&t, DType::F32)?.to_f32_vec()?, shape))
     }
 }
 
