@@ -455,3 +455,35 @@ fn an_install_hook_reaches_every_batch() {
     assert_eq!(calls[3], (1, vec![(1, Some(Branch::Uncond)), (1, Some(Branch::Cond))]));
     std::fs::remove_dir_all(out).unwrap();
 }
+
+/// The command line: a JSONL prompt file, collection of every position at two steps, then
+/// `sae train` on the store by tap, branch and step.
+#[test]
+fn the_cli_collects_what_sae_train_reads() {
+    let dir = tmp("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompts = dir.join("prompts.jsonl");
+    std::fs::write(&prompts, "{\"caption\": \"a photo of a cat\"}\n{\"caption\": \"an apple\", \"negative_prompt\": \"blurry\"}\n").unwrap();
+    let out = dir.join("run");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_revelio")).args(args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "revelio {}: {text}", args.join(" "));
+        text
+    };
+    let (p, o, m) = (prompts.to_str().unwrap(), out.to_str().unwrap(), sd());
+    let text = run(&[
+        "generate", "--model", m.to_str().unwrap(), "--prompts", p, "--out", o, "--steps", "2", "--height", "16", "--width", "16",
+        "--collect", "mid_block.attentions.0:delta", "--collect-steps", "0,1", "--device", "cpu", "--batch-size", "2",
+    ]);
+    assert!(text.contains("generate: 2 images") && text.contains("PNDMScheduler"), "{text}");
+    let index = std::fs::read_to_string(out.join("index.jsonl")).unwrap();
+    assert!(index.lines().nth(1).unwrap().contains("\"negative_prompt\":\"blurry\""), "{index}");
+    let sae = dir.join("sae");
+    run(&[
+        "sae", "train", "--features", o, "--layer", "mid_block.attentions.0:delta", "--branch", "cond", "--step", "1", "--rows",
+        "position", "--k", "2", "--expansion", "2", "--steps", "3", "--batch", "8", "--device", "cpu", "--out", sae.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_dir(&sae).unwrap().count() > 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}

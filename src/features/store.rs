@@ -156,6 +156,47 @@ impl Manifest {
     pub fn num_complete(&self) -> usize {
         self.shards.iter().map(|s| s.count).sum()
     }
+
+    /// The (layer, timestep) a reader asks for, with a store of `revelio generate` also by
+    /// `branch` (its layers are `<tap>@<branch>`) and sampling `step` (its features sit at each
+    /// collected step's timestep, listed in `settings.collect`). Without step and branch, the
+    /// layer and timestep as given.
+    pub fn select(&self, layer: Option<&str>, timestep: Option<usize>, step: Option<usize>, branch: Option<&str>) -> Result<(Option<String>, Option<usize>)> {
+        if step.is_none() && branch.is_none() {
+            return Ok((layer.map(String::from), timestep));
+        }
+        let collect = self.settings.get("collect").filter(|_| self.settings.get("kind").and_then(|k| k.as_str()) == Some("generation"));
+        let Some(c) = collect else {
+            return Err(Error::BadOption(format!("--step and --branch select in stores of `revelio generate`; {} is an extraction store (use --timestep)", self.model)));
+        };
+        let list = |k: &str| -> Vec<u64> { c[k].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default() };
+        let timestep = match step {
+            None => timestep,
+            Some(s) => {
+                let (steps, ts) = (list("steps"), list("timesteps"));
+                let t = steps.iter().position(|&k| k == s as u64).and_then(|i| ts.get(i)).ok_or_else(|| {
+                    Error::BadOption(format!("--step {s}: the store collected steps {steps:?}"))
+                })?;
+                if timestep.is_some_and(|given| given as u64 != *t) {
+                    return Err(Error::BadOption(format!("--step {s} is timestep {t}, not timestep {}", timestep.unwrap_or(0))));
+                }
+                Some(*t as usize)
+            }
+        };
+        let layer = match (layer, branch) {
+            (l, None) => l.map(String::from),
+            (Some(l), Some(_)) if l.contains('@') => return Err(Error::BadOption(format!("--layer {l} already names a branch; drop --branch"))),
+            (Some(l), Some(b)) => Some(format!("{l}@{b}")),
+            (None, Some(b)) => {
+                let taps: Vec<&str> = c["taps"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+                match taps[..] {
+                    [t] => Some(format!("{t}@{b}")),
+                    _ => return Err(Error::BadOption(format!("--branch {b}: pass --layer too (the store has taps [{}])", taps.join(", ")))),
+                }
+            }
+        };
+        Ok((layer, timestep))
+    }
 }
 
 /// The manifest of the store in `dir`, checked to be one this revelio reads.

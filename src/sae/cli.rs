@@ -44,6 +44,13 @@ pub struct SourceArgs {
     /// The timestep in the store; may be left out when the store has one.
     #[arg(long)]
     pub timestep: Option<usize>,
+    /// A store of `revelio generate`: the sampling step (instead of --timestep).
+    #[arg(long)]
+    pub step: Option<usize>,
+    /// A store of `revelio generate`: the branch, cond or uncond (the layer becomes
+    /// `<layer>@<branch>`).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// The store split (default: `train` for training and analysis when the store has it).
     #[arg(long)]
     pub split: Option<String>,
@@ -220,9 +227,11 @@ struct StoreSource {
     timestep: usize,
 }
 
-fn open_store(dir: &Path, layer: Option<&str>, timestep: Option<usize>) -> Result<StoreSource> {
+fn open_store(dir: &Path, layer: Option<&str>, timestep: Option<usize>, src: &SourceArgs) -> Result<StoreSource> {
     let store = FeatureStore::open(dir)?;
     let m = store.manifest();
+    let (layer, timestep) = m.select(layer, timestep, src.step, src.branch.as_deref())?;
+    let layer = layer.as_deref();
     let layer = match layer {
         Some(l) => l.to_string(),
         None if m.layers.len() == 1 => m.layers[0].clone(),
@@ -264,7 +273,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     let kind = rows_kind(a.source.rows.as_deref(), RowKind::Image)?;
     let (rows, prov) = match (&a.source.features, &a.source.input) {
         (Some(dir), None) => {
-            let s = open_store(dir, a.source.layer.as_deref(), a.source.timestep)?;
+            let s = open_store(dir, a.source.layer.as_deref(), a.source.timestep, &a.source)?;
             let split = split_name(&s.store, a.source.split.as_deref(), true);
             let images = s.store.split_indices(&split);
             let (train_imgs, held) = data::holdout_split(&images, a.holdout, a.seed);
@@ -359,7 +368,7 @@ fn rows_for(info: &checkpoint::RevelioInfo, src: &SourceArgs, images: impl Fn(&F
         (None, false) => return Err(Error::BadOption("pass --features STORE or --input FILE".into())),
     };
     let layer = src.layer.clone().or_else(|| info.provenance.layer.clone());
-    let s = open_store(&dir, layer.as_deref(), src.timestep.or(info.provenance.timestep))?;
+    let s = open_store(&dir, layer.as_deref(), src.timestep.or(info.provenance.timestep), src)?;
     let split = src.split.clone().unwrap_or_default();
     let imgs = images(&s.store, &split)?;
     let rows = data::from_store(&s.store, &s.layer, s.timestep, &imgs, kind, device)?;
@@ -461,7 +470,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<()> {
         None => return Err(Error::BadOption("sae analyze: pass --features STORE (labels and images come from its manifest)".into())),
     };
     let layer = a.source.layer.clone().or_else(|| info.provenance.layer.clone());
-    let s = open_store(&dir, layer.as_deref(), a.source.timestep.or(info.provenance.timestep))?;
+    let s = open_store(&dir, layer.as_deref(), a.source.timestep.or(info.provenance.timestep), &a.source)?;
     let split = split_name(&s.store, a.source.split.as_deref(), true);
     let images = s.store.split_indices(&split);
     let kind = rows_kind(a.source.rows.as_deref(), info.provenance.rows)?;
