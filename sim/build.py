@@ -31,7 +31,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIM = os.path.join(ROOT, "sim")
-RUNTIME = ["exec.cpp", "fiber.cpp", "ptx.cpp", "module.cpp", "driver.cpp", "options.cpp"]
+RUNTIME = ["exec.cpp", "fiber.cpp", "ptx.cpp", "module.cpp", "driver.cpp", "options.cpp", "host.cpp"]
 CUBLAS = ["cublas.cpp"]
 TESTS = ["fragments"]
 

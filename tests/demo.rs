@@ -70,16 +70,20 @@ fn tiny_demo_writes_every_output() {
     assert!(out.join("sae/cfg.json").is_file());
     assert_eq!(json(&out.join("sae/eval.json"))["fvu"].as_f64().unwrap(), fvu);
 
-    // The report: the page, the figures' JSON, and grids that decode and are linked.
+    // The report: the explorer's pages, the figures' JSON, and grids that decode and are linked
+    // from their latent's page (tests/explorer.rs opens it in a browser).
     let html = std::fs::read_to_string(out.join("report/index.html")).unwrap();
+    assert!(html.contains("data/index.js") && out.join("report/latent.html").is_file());
     let sigma = json(&out.join("report/sigma.json"));
     assert!(!sigma["averages"].as_array().unwrap().is_empty());
     assert!(json(&out.join("report/average_stds.json")).as_object().is_some());
     let latents = json(&out.join("report/latents.json"));
-    let grids: Vec<&str> = latents.as_array().unwrap().iter().filter_map(|l| l["grid"].as_str()).collect();
-    assert_eq!(grids.len(), 4, "the tiny demo draws 4 grids");
-    for g in grids {
-        assert!(html.contains(g), "index.html does not show {g}");
+    let grids = latents.as_array().unwrap().iter().filter(|l| l["grid"].is_string()).count();
+    assert_eq!(grids, 4, "the tiny demo draws 4 grids");
+    for l in latents.as_array().unwrap().iter().filter(|l| l["grid"].is_string()) {
+        let g = l["grid"].as_str().unwrap();
+        let page = out.join(format!("report/data/latents/{:06}.js", l["id"].as_u64().unwrap()));
+        assert!(std::fs::read_to_string(&page).unwrap().contains(g), "{} does not link {g}", page.display());
         let (w, h) = png(&out.join("report").join(g));
         assert!(w > 0 && h > 0);
     }

@@ -1,7 +1,9 @@
 //! CUDA op tests: every kernel against the CPU reference on fresh random inputs (several
 //! shapes, sizes that do not divide the tiles, the real SD shapes), outputs poisoned with NaN
-//! first, tolerance by precision (common::tol_for). They need a GPU, so they are ignored by
-//! default; run them with `cargo test --release --test gpu -- --include-ignored`.
+//! first, tolerance by precision (common::tol_for). They need a CUDA device, a GPU or the
+//! simulated one (docs/simulator.md: `python3 sim/build.py`, then REVELIO_SIM=target/sim, where
+//! they run at a small size), so they are ignored by default; run them with
+//! `cargo test --release --test gpu -- --include-ignored`.
 
 mod common;
 
@@ -57,3 +59,6 @@ mod diffc;
 
 #[path = "gpu/sae.rs"]
 mod sae;
+
+#[path = "gpu/cli.rs"]
+mod cli;

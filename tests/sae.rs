@@ -1,7 +1,7 @@
 //! The k-SAE on the CPU: forward against a naive f64 implementation, the whole loss's gradient
 //! (top-k support fixed, AuxK included) against central differences, the fused Adam against
 //! the engine's, recovery of planted sparse directions, determinism and exact resume, bad
-//! input, and the analysis (top images, sigma_label by hand, the HTML report) and CLI on tiny
+//! input, and the analysis (top images, sigma_label by hand, the explorer) and CLI on tiny
 //! stores with real PNG images.
 
 mod common;
@@ -455,8 +455,18 @@ fn revelio_bin() -> std::process::Command {
 }
 
 /// Every `src="..."` in an HTML page.
-fn linked_images(html: &str) -> Vec<String> {
-    html.split("src=\"").skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect()
+/// The grids of a report's latents (latents.json), each checked to be linked from its latent's
+/// page data in the explorer.
+fn linked_grids(report: &std::path::Path) -> Vec<String> {
+    let latents: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report.join("latents.json")).unwrap()).unwrap();
+    let mut grids = Vec::new();
+    for l in latents.as_array().unwrap().iter().filter(|l| l["grid"].is_string()) {
+        let g = l["grid"].as_str().unwrap().to_string();
+        let page = std::fs::read_to_string(report.join(format!("data/latents/{:06}.js", l["id"].as_u64().unwrap()))).unwrap();
+        assert!(page.contains(&g), "the page of latent {} does not link {g}", l["id"]);
+        grids.push(g);
+    }
+    grids
 }
 
 #[test]
@@ -505,15 +515,16 @@ fn analysis_finds_the_top_images_and_revelios_sigma_label() {
     assert_eq!(top1, vec![5, 4, 3, 2, 1, 0, 6, 7, 8, 9]);
     // d_sae = 4 < 100: Revelio's N list is empty, so average_stds.json is {}.
     assert_eq!(std::fs::read_to_string(out.join("average_stds.json")).unwrap().trim(), "{}");
-    // The page links the two grids, which exist and are PNGs of 10 thumbnails.
+    // The latents' pages link the two grids, which exist and are PNGs of a row of 10 tiles (the
+    // active top images: 10 of latent 0, 6 of latent 1).
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
-    let links = linked_images(&html);
+    let links = linked_grids(&out);
     assert_eq!(links, vec!["grids/latent_000000.png", "grids/latent_000001.png"]);
     for l in &links {
         let img = image::open(out.join(l)).unwrap();
         assert_eq!((img.width(), img.height()), (10 * 16 + 11 * 2, 16 + 2 * 2));
     }
-    assert!(html.contains("class0") && html.starts_with("<!DOCTYPE html>"));
+    assert!(html.starts_with("<!DOCTYPE html>") && std::fs::read_to_string(out.join("data/index.js")).unwrap().contains("class0"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -571,9 +582,12 @@ fn cli_trains_evaluates_encodes_and_reports_on_a_store() {
     assert_eq!(codes.load("indices", DType::I32, &Device::Cpu).unwrap().dims(), &[40, 2]);
     assert_eq!(codes.load("image", DType::I64, &Device::Cpu).unwrap().to_vec::<i64>().unwrap(), (0..40).collect::<Vec<i64>>());
     run(&["sae", "analyze", "--device", "cpu", "--sae", &s(&out), "--rank-by", "code", "--grids", "3", "--thumb", "12", "--out", &s(&dir.join("report"))]);
-    let html = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
-    let links = linked_images(&html);
-    assert_eq!(links.len(), 3);
+    // A grid for each of the first 3 latents that is active on some image (a dead one has
+    // nothing to show).
+    let links = linked_grids(&dir.join("report"));
+    let latents: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report/latents.json")).unwrap()).unwrap();
+    let active = latents.as_array().unwrap()[..3].iter().filter(|l| l["count"].as_u64().unwrap() > 0).count();
+    assert!(active >= 2 && links.len() == active, "{active} active, grids {links:?}");
     for l in links {
         assert!(dir.join("report").join(&l).is_file(), "{l} is linked but missing");
     }

@@ -8,11 +8,9 @@
 // failed check or a kernel bug found while running is printed and returned as the driver's
 // error code.
 
+#include "host.h"
 #include "module.h"
 #include "sim.h"
-
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -73,27 +71,12 @@ CtxObj primary;
 thread_local CUcontext current_ctx = nullptr;
 bool initialised = false;
 
-std::size_t page_size() {
-    static const std::size_t p = (std::size_t)sysconf(_SC_PAGESIZE);
-    return p;
-}
-
-void say(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void say(const char* fmt, ...) {
-    std::fprintf(stderr, "revelio-sim: ");
-    va_list ap;
-    va_start(ap, fmt);
-    std::vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    std::fprintf(stderr, "\n");
-}
-
 // ---------------------------------------------------------------- device memory
 
 struct Allocation {
-    void* map;            // what to unmap (or free)
-    std::size_t mapped;   // bytes mapped (0: malloc'd)
-    std::size_t size;
+    GuardedMapping map;         // the pages (plain build)
+    void* malloced = nullptr;   // or the heap block (ASan build)
+    std::size_t size = 0;
 };
 
 class Memory {
@@ -106,17 +89,12 @@ class Memory {
 #if defined(__SANITIZE_ADDRESS__)
         // AddressSanitizer sees every byte past `size`.
         if (posix_memalign(&ptr, 256, size) != 0) return kOutOfMemory;
-        a.map = ptr;
+        a.malloced = ptr;
 #else
         // The end of the (256-byte rounded) buffer touches a guard page.
         const std::size_t rounded = (size + 255) & ~(std::size_t)255;
-        const std::size_t pages = (rounded + page_size() - 1) / page_size() * page_size();
-        void* m = mmap(nullptr, pages + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (m == MAP_FAILED) return kOutOfMemory;
-        mprotect((char*)m + pages, page_size(), PROT_NONE);
-        ptr = (char*)m + pages - rounded;
-        a.map = m;
-        a.mapped = pages + page_size();
+        if (!map_guarded(rounded, false, a.map)) return kOutOfMemory;
+        ptr = a.map.base + a.map.bytes - rounded;
 #endif
         std::memset(ptr, options().fill_nan ? 0xff : 0, size);
         std::lock_guard<std::mutex> g(m_);
@@ -148,10 +126,10 @@ class Memory {
 
   private:
     static void release(const Allocation& a) {
-        if (a.mapped) {
-            munmap(a.map, a.mapped);
+        if (a.malloced) {
+            std::free(a.malloced);
         } else {
-            std::free(a.map);
+            unmap_guarded(a.map);
         }
     }
     std::mutex m_;

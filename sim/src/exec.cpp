@@ -15,12 +15,12 @@
 
 #include "fiber.h"
 #include "half.h"
+#include "host.h"
 #include "sim.h"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -119,11 +119,6 @@ struct Block {
 
 namespace {
 
-std::size_t page_size() {
-    static const std::size_t p = (std::size_t)sysconf(_SC_PAGESIZE);
-    return p;
-}
-
 // Shared memory window: kSharedOptin bytes rounded to pages, then a guard page.
 std::size_t region_bytes() { return (kSharedOptin + page_size() - 1) / page_size() * page_size(); }
 
@@ -140,10 +135,9 @@ struct Worker {
     std::unique_ptr<char[]> altstack;
 
     Worker() {
-        smem = (unsigned char*)mmap(nullptr, region_bytes() + page_size(), PROT_READ | PROT_WRITE,
-                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (smem == MAP_FAILED) fatal("cannot map shared memory for a worker");
-        mprotect(smem + region_bytes(), page_size(), PROT_NONE);
+        GuardedMapping m;
+        if (!map_guarded(region_bytes(), false, m)) fatal("cannot map shared memory for a worker");
+        smem = (unsigned char*)m.base;
         pthread_attr_t attr;
         if (pthread_getattr_np(pthread_self(), &attr) == 0) {
             void* bottom = nullptr;
@@ -773,13 +767,6 @@ void block_error(const char* fmt, ...) {
     fail(b, std::string("thread ") + std::to_string(f->linear) + ": " + buf);
     fiber_exit_to(f->ctx, worker->sched);
     __builtin_unreachable();
-}
-
-std::string where_now() {
-    if (!worker || !worker->block) return "outside any kernel";
-    std::string s = block_name(*worker->block);
-    if (current) s += " thread " + std::to_string(running()->linear);
-    return s;
 }
 
 uint64_t shuffle(Shfl kind, unsigned mask, uint64_t bits, int arg, int width) {

@@ -2,8 +2,7 @@
 
 #include "fiber.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
+#include "host.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -23,30 +22,18 @@
 
 namespace rsim {
 
-static std::size_t page_size() {
-    static const std::size_t p = (std::size_t)sysconf(_SC_PAGESIZE);
-    return p;
-}
-
 FiberStack::FiberStack(std::size_t bytes) {
-    const std::size_t page = page_size();
-    size_ = (bytes + page - 1) / page * page;
-    map_ = (char*)mmap(nullptr, size_ + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (map_ == MAP_FAILED) {
-        std::fprintf(stderr, "revelio-sim: cannot map a %zu-byte fiber stack\n", size_);
+    if (!map_guarded(bytes, true, map_)) {
+        say("cannot map a %zu-byte fiber stack", bytes);
         std::abort();
     }
-    mprotect(map_, page, PROT_NONE);  // stacks grow down into the guard page
-    base_ = map_ + page;
 }
 
-FiberStack::~FiberStack() {
-    if (map_) munmap(map_, size_ + page_size());
-}
+FiberStack::~FiberStack() { unmap_guarded(map_); }
 
 bool FiberStack::guards(const void* addr) const {
     const char* a = (const char*)addr;
-    return a >= map_ && a < base_;
+    return a >= map_.guard && a < map_.guard + page_size();
 }
 
 #if defined(__x86_64__)

@@ -5,6 +5,8 @@
 
 #pragma once
 
+#include "host.h"
+
 #include <cstddef>
 
 namespace rsim {
@@ -15,14 +17,12 @@ class FiberStack {
     ~FiberStack();
     FiberStack(const FiberStack&) = delete;
     FiberStack& operator=(const FiberStack&) = delete;
-    char* base() const { return base_; }  // lowest usable byte (the guard page is below it)
-    std::size_t size() const { return size_; }
+    char* base() const { return map_.base; }  // lowest usable byte (the guard page is below it)
+    std::size_t size() const { return map_.bytes; }
     bool guards(const void* addr) const;  // is `addr` in this stack's guard page?
 
   private:
-    char* map_ = nullptr;
-    char* base_ = nullptr;
-    std::size_t size_ = 0;
+    GuardedMapping map_;
 };
 
 // A saved execution context.

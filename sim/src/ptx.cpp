@@ -20,22 +20,11 @@
 #include "half.h"
 #include "sim.h"
 
-#include <cstdarg>
 #include <cstdlib>
 #include <map>
 #include <memory>
 
 namespace rsim {
-
-void fatal(const char* fmt, ...) {
-    std::fprintf(stderr, "revelio-sim: ");
-    va_list ap;
-    va_start(ap, fmt);
-    std::vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    std::fprintf(stderr, "\n");
-    std::abort();
-}
 
 static float ftz(float x) { return std::fpclassify(x) == FP_SUBNORMAL ? std::copysign(0.0f, x) : x; }
 

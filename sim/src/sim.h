@@ -93,7 +93,4 @@ void ldmatrix(int num, bool trans, uint32_t addr, uint32_t* out);
 enum class MmaType { F16, BF16 };
 void mma_m16n8k16(MmaType t, float* d, const uint32_t* a, const uint32_t* b, const float* c);
 
-// Where a fault or stall is: "kernel softmax_warp_f32 block (3,0,0) thread (17,0,0)".
-std::string where_now();
-
 }  // namespace rsim

@@ -1,32 +1,21 @@
-//! PNG grids of a latent's top images: each image (read by the caller from its dataset), resized on its
-//! shorter side and centre-cropped to a square thumbnail (as the features were extracted), laid
-//! out in rows; for per-position features a heat map of the latent's activation over the
-//! image's positions is blended in red (each map scaled by the largest activation over the
-//! latent's top images, bilinear upsampling). An image that cannot be read becomes a grey tile.
+//! PNG grids of a latent's top images (for papers; the explorer pages draw the same): the
+//! square thumbnails laid out in rows; where the store keeps positions, a heat map of the
+//! latent's activation over the image's positions is blended in red (each map scaled by the
+//! largest activation over the latent's top images, bilinear upsampling).
 
-use crate::io::write_atomic;
-use crate::{Error, Result};
+use crate::Result;
 use image::{imageops, Rgb, RgbImage};
 use std::path::Path;
 
-/// One tile: an image (None when it could not be read), and optionally its activation map
-/// [h, w] (row-major).
+/// One tile: a square thumbnail (a placeholder for an unreadable image), and optionally its
+/// activation map [h, w] (row-major).
 #[derive(Debug, Clone)]
-pub struct Tile {
-    pub image: Option<RgbImage>,
-    pub heat: Option<(Vec<f32>, usize, usize)>,
+pub struct Tile<'a> {
+    pub image: &'a RgbImage,
+    pub heat: Option<(&'a [f32], usize, usize)>,
 }
 
 const GAP: u32 = 2;
-
-/// A square thumbnail of `img`.
-pub fn thumbnail(img: &RgbImage, size: u32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let s = w.min(h).max(1);
-    let (nw, nh) = ((w as u64 * size as u64 / s as u64).max(size as u64) as u32, (h as u64 * size as u64 / s as u64).max(size as u64) as u32);
-    let resized = imageops::resize(img, nw, nh, imageops::FilterType::Triangle);
-    imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
-}
 
 /// Bilinear sample of map [h, w] at pixel (px, py) of a size x size image (pixel centres).
 fn sample(map: &[f32], h: usize, w: usize, px: u32, py: u32, size: u32) -> f32 {
@@ -55,9 +44,8 @@ fn overlay(img: &mut RgbImage, map: &[f32], h: usize, w: usize, scale: f32) {
     }
 }
 
-/// Renders `tiles` (`cols` per row, `size` px each) to the PNG `out`; returns how many images
-/// could not be read.
-pub fn render(tiles: &[Tile], size: u32, cols: u32, out: &Path) -> Result<usize> {
+/// Renders `tiles` (`cols` per row, thumbnails of `size` px) to the PNG `out`.
+pub fn render(tiles: &[Tile], size: u32, cols: u32, out: &Path) -> Result<()> {
     let cols = cols.max(1);
     let rows = (tiles.len() as u32).div_ceil(cols).max(1);
     let (w, h) = (cols * size + (cols + 1) * GAP, rows * size + (rows + 1) * GAP);
@@ -67,25 +55,13 @@ pub fn render(tiles: &[Tile], size: u32, cols: u32, out: &Path) -> Result<usize>
         .filter_map(|t| t.heat.as_ref())
         .flat_map(|(m, _, _)| m.iter().copied())
         .fold(0.0f32, f32::max);
-    let mut missing = 0;
     for (i, t) in tiles.iter().enumerate() {
-        let mut tile = match &t.image {
-            Some(img) => thumbnail(img, size),
-            None => {
-                missing += 1;
-                RgbImage::from_pixel(size, size, Rgb([160, 160, 160]))
-            }
-        };
-        if let Some((map, mh, mw)) = &t.heat {
-            overlay(&mut tile, map, *mh, *mw, scale);
+        let mut tile = t.image.clone();
+        if let Some((map, mh, mw)) = t.heat {
+            overlay(&mut tile, map, mh, mw, scale);
         }
         let (c, r) = (i as u32 % cols, i as u32 / cols);
         imageops::replace(&mut canvas, &tile, (GAP + c * (size + GAP)) as i64, (GAP + r * (size + GAP)) as i64);
     }
-    let mut bytes = Vec::new();
-    canvas
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| Error::Internal(format!("{}: cannot encode PNG: {e}", out.display())))?;
-    write_atomic(out, &bytes)?;
-    Ok(missing)
+    super::plot::save_png(&canvas, out)
 }

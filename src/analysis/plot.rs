@@ -1,18 +1,33 @@
-//! PNG figures drawn pixel by pixel with the `image` crate and the bitmap font of
-//! [`super::font`]: line plots (axes, ticks at round numbers, grid, legend) and heat maps (a
-//! labelled grid of cells on a white-to-blue scale with a colour bar, e.g. a confusion matrix).
+//! Figures, drawn with plotters: line plots (one line per series, e.g. accuracy over timesteps),
+//! histograms (bars over bins, linear or log x) and heat maps (a labelled grid of cells on a
+//! white-to-blue scale with a colour bar, e.g. a confusion matrix). Each figure has one drawing
+//! function over any plotters backend, so the SVG the HTML pages show and the PNG written for
+//! papers are the same picture. Text is laid out and rasterised from the bundled DejaVu Sans
+//! (`fonts/`, Bitstream Vera licence) through plotters' ab_glyph backend: no system font, no
+//! fontconfig.
 
-use super::font::{draw_text, draw_text_up, text_height, text_width};
 use crate::io::write_atomic;
 use crate::{Error, Result};
 use image::{ImageFormat, Rgb, RgbImage};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{register_font, FontStyle, FontTransform};
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::OnceLock;
 
-const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
-const INK: Rgb<u8> = Rgb([34, 34, 34]);
-const GRID: Rgb<u8> = Rgb([225, 225, 225]);
-const MISSING: Rgb<u8> = Rgb([190, 190, 190]);
+const FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+/// Font sizes in pixels: titles, axis labels and legends, tick and cell labels.
+const TITLE: f64 = 20.0;
+const LABEL: f64 = 15.0;
+const SMALL: f64 = 12.0;
+const PAD: u32 = 10;
+
+const INK: RGBColor = RGBColor(34, 34, 34);
+const GRID: RGBColor = RGBColor(225, 225, 225);
 /// Series colours, in order (the usual ten-colour categorical palette).
 pub const PALETTE: [Rgb<u8>; 10] = [
     Rgb([31, 119, 180]),
@@ -26,9 +41,82 @@ pub const PALETTE: [Rgb<u8>; 10] = [
     Rgb([188, 189, 34]),
     Rgb([23, 190, 207]),
 ];
-/// Text scale of titles, axis labels and tick labels in line plots.
-const TEXT: u32 = 2;
-const PAD: u32 = 10;
+
+fn rgb(c: Rgb<u8>) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
+}
+
+fn series_color(i: usize) -> RGBColor {
+    rgb(PALETTE[i % PALETTE.len()])
+}
+
+/// Registers the bundled font with plotters (once).
+fn font_ready() -> Result<()> {
+    static OK: OnceLock<bool> = OnceLock::new();
+    if *OK.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
+        Ok(())
+    } else {
+        Err(Error::Internal("the bundled font src/analysis/fonts/DejaVuSans.ttf could not be parsed".into()))
+    }
+}
+
+fn style(size: f64) -> TextStyle<'static> {
+    TextStyle::from((FAMILY, size).into_font()).color(&INK)
+}
+
+/// Width and height of `text` in pixels at `size`.
+fn text_size(text: &str, size: f64) -> (u32, u32) {
+    (FAMILY, size).into_font().box_size(text).unwrap_or((0, size as u32))
+}
+
+/// The errors plotters' drawing returns.
+type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn draw_failed(title: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("figure `{title}`: drawing failed: {e}"))
+}
+
+/// A figure: its size, a check of its data, and its drawing on any backend; from these, its
+/// SVG document, its image and its PNG file.
+pub trait Figure: Sized {
+    fn title(&self) -> &str;
+    fn size(&self) -> (u32, u32);
+    /// Errors on data the figure cannot draw (empty, non-finite, ragged).
+    fn check(&self) -> Result<()>;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
+
+    /// The figure as an SVG document (for inlining in HTML).
+    fn svg(&self) -> Result<String> {
+        font_ready()?;
+        self.check()?;
+        let mut out = String::new();
+        {
+            let root = SVGBackend::with_string(&mut out, self.size()).into_drawing_area();
+            self.draw(&root).map_err(|e| draw_failed(self.title(), e))?;
+            root.present().map_err(|e| draw_failed(self.title(), e))?;
+        }
+        Ok(out)
+    }
+
+    /// The figure as an RGB image.
+    fn render(&self) -> Result<RgbImage> {
+        font_ready()?;
+        self.check()?;
+        let (w, h) = self.size();
+        let mut buf = vec![0u8; w as usize * h as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            self.draw(&root).map_err(|e| draw_failed(self.title(), e))?;
+            root.present().map_err(|e| draw_failed(self.title(), e))?;
+        }
+        RgbImage::from_raw(w, h, buf).ok_or_else(|| draw_failed(self.title(), "buffer size"))
+    }
+
+    /// Writes the figure as a PNG file.
+    fn save(&self, path: &Path) -> Result<()> {
+        save_png(&self.render()?, path)
+    }
+}
 
 /// Encodes `img` as PNG and writes it atomically.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
@@ -36,36 +124,6 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
         .map_err(|e| Error::Internal(format!("{}: PNG encoding failed: {e}", path.display())))?;
     write_atomic(path, &bytes)
-}
-
-fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, w: i64, h: i64, c: Rgb<u8>) {
-    for y in y0.max(0)..(y0 + h).min(img.height() as i64) {
-        for x in x0.max(0)..(x0 + w).min(img.width() as i64) {
-            img.put_pixel(x as u32, y as u32, c);
-        }
-    }
-}
-
-fn fill_disc(img: &mut RgbImage, cx: f64, cy: f64, r: f64, c: Rgb<u8>) {
-    let (x0, x1) = ((cx - r).floor() as i64, (cx + r).ceil() as i64);
-    let (y0, y1) = ((cy - r).floor() as i64, (cy + r).ceil() as i64);
-    for y in y0..=y1 {
-        for x in x0..=x1 {
-            let (dx, dy) = (x as f64 - cx, y as f64 - cy);
-            if dx * dx + dy * dy <= r * r && x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-                img.put_pixel(x as u32, y as u32, c);
-            }
-        }
-    }
-}
-
-/// A line `thickness` pixels wide from (x0, y0) to (x1, y1): discs stepped along it.
-fn draw_line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), thickness: f64, c: Rgb<u8>) {
-    let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil().max(1.0) as usize;
-    for i in 0..=steps {
-        let t = i as f64 / steps as f64;
-        fill_disc(img, x0 + t * (x1 - x0), y0 + t * (y1 - y0), thickness / 2.0, c);
-    }
 }
 
 /// Round tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten, about
@@ -92,6 +150,98 @@ pub fn tick_label(v: f64, step: f64) -> String {
     }
 }
 
+/// An axis value as written: integers without decimals.
+fn fmt_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// One axis of a chart: its range, its ticks (each labelled, with a grid line) and its title.
+struct Axis {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<(f64, String)>,
+    desc: String,
+}
+
+impl Axis {
+    /// An axis over [lo, hi] with about `target` round ticks.
+    fn linear(lo: f64, hi: f64, target: usize, desc: &str) -> Axis {
+        let (ticks, step) = nice_ticks(lo, hi, target);
+        Axis { lo, hi, ticks: ticks.into_iter().map(|v| (v, tick_label(v, step))).collect(), desc: desc.to_string() }
+    }
+
+    fn label(&self, v: f64) -> String {
+        self.ticks.iter().find(|t| t.0 == v).map_or_else(String::new, |t| t.1.clone())
+    }
+
+    fn coord(&self) -> Ticked {
+        Ticked { lo: self.lo, hi: self.hi, ticks: self.ticks.iter().map(|t| t.0).collect() }
+    }
+}
+
+/// A linear f64 coordinate whose key points (tick marks, grid lines, labels) are exactly
+/// `ticks` (plotters' own f64 range picks its own).
+#[derive(Clone)]
+struct Ticked {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let t = (v - self.lo) / (self.hi - self.lo);
+        limit.0 + (t * (limit.1 - limit.0) as f64).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<Ticked, Ticked>>;
+
+/// A titled chart on `area` with axes x and y: tick labels, axis titles, a light grid.
+fn chart<'a, DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, x: &Axis, y: &Axis) -> std::result::Result<Chart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let y_tick_w = y.ticks.iter().map(|t| text_size(&t.1, SMALL).0).max().unwrap_or(0);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, style(TITLE))
+        .margin(PAD)
+        .x_label_area_size(2 * PAD + 2 * LABEL as u32)
+        .y_label_area_size(2 * PAD + y_tick_w + LABEL as u32)
+        .build_cartesian_2d(x.coord(), y.coord())?;
+    chart
+        .configure_mesh()
+        .x_desc(&x.desc)
+        .y_desc(&y.desc)
+        .axis_desc_style(style(LABEL))
+        .label_style(style(SMALL))
+        .x_labels(x.ticks.len())
+        .y_labels(y.ticks.len())
+        .x_label_formatter(&|v| x.label(*v))
+        .y_label_formatter(&|v| y.label(*v))
+        .bold_line_style(GRID)
+        .light_line_style(TRANSPARENT)
+        .axis_style(INK)
+        .draw()?;
+    Ok(chart)
+}
+
 /// One line of a plot, drawn with markers at its points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -110,42 +260,63 @@ pub struct LinePlot {
     /// Place the distinct x values at equal spacing, labelled with their values (timesteps 0,
     /// 25, 50, 100, 200, 500 read better so), instead of on a linear axis.
     pub categorical_x: bool,
-    /// A fixed y range (0..1 for accuracies); None fits the data with a margin.
+    /// A fixed y range (0..100 for accuracies); None fits the data with a margin.
     pub y_range: Option<(f64, f64)>,
     pub width: u32,
     pub height: u32,
 }
 
-fn fmt_x(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
+/// The smallest figure that leaves room for the plot area.
+const MIN_W: u32 = 240;
+const MIN_H: u32 = 180;
+
+impl LinePlot {
+    fn points(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.series.iter().flat_map(|s| s.points.iter().copied())
+    }
+
+    /// The sorted distinct x values.
+    fn xs(&self) -> Vec<f64> {
+        let mut xs: Vec<f64> = self.points().map(|p| p.0).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        xs
+    }
+
+    fn legend_width(&self) -> u32 {
+        self.series.iter().map(|s| text_size(&s.name, LABEL).0).max().unwrap_or(0) + 40 + 2 * PAD
     }
 }
 
-impl LinePlot {
-    /// Draws the plot; errors on an empty plot, non-finite values, or a size too small for the
-    /// margins.
-    pub fn render(&self) -> Result<RgbImage> {
-        let pts: Vec<(f64, f64)> = self.series.iter().flat_map(|s| s.points.iter().copied()).collect();
-        if pts.is_empty() {
-            return Err(Error::BadInput(format!("plot `{}`: no points to draw", self.title)));
+impl Figure for LinePlot {
+    fn title(&self) -> &str {
+        &self.title
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::BadInput(format!("plot `{}`: {m}", self.title)));
+        if self.points().next().is_none() {
+            return bad("no points to draw".into());
         }
-        if let Some(p) = pts.iter().find(|(x, y)| !x.is_finite() || !y.is_finite()) {
-            return Err(Error::BadInput(format!("plot `{}`: point {p:?} is not finite", self.title)));
+        if let Some(p) = self.points().find(|(x, y)| !x.is_finite() || !y.is_finite()) {
+            return bad(format!("point {p:?} is not finite"));
         }
-        // x: a linear axis, or the sorted distinct values at positions 0, 1, 2...
-        let mut xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
-        let xpos = |x: f64| -> f64 {
-            if self.categorical_x {
-                xs.iter().position(|&v| v == x).unwrap_or(0) as f64
-            } else {
-                x
-            }
-        };
+        let (w, h) = (MIN_W + self.legend_width(), MIN_H);
+        if self.width < w || self.height < h {
+            return bad(format!("{}x{} is too small for its labels (needs at least {w}x{h})", self.width, self.height));
+        }
+        Ok(())
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        let (plot_area, legend) = root.split_horizontally(self.width - self.legend_width());
+        let xs = self.xs();
+        let xpos = |x: f64| if self.categorical_x { xs.iter().position(|&v| v == x).unwrap_or(0) as f64 } else { x };
         let (x_lo, x_hi) = if self.categorical_x {
             (-0.5, xs.len() as f64 - 0.5)
         } else {
@@ -153,93 +324,100 @@ impl LinePlot {
             let m = if b > a { 0.03 * (b - a) } else { 1.0 };
             (a - m, b + m)
         };
-        let (y_lo, y_hi) = match self.y_range {
-            Some(r) => r,
-            None => {
-                let lo = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-                let hi = pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-                let m = if hi > lo { 0.05 * (hi - lo) } else { lo.abs().max(1.0) * 0.1 };
-                (lo - m, hi + m)
-            }
-        };
-        let (y_ticks, y_step) = nice_ticks(y_lo, y_hi, 5);
-        let x_ticks: Vec<(f64, String)> = if self.categorical_x {
-            xs.iter().enumerate().map(|(i, &v)| (i as f64, fmt_x(v))).collect()
+        let (y_lo, y_hi) = self.y_range.unwrap_or_else(|| {
+            let lo = self.points().map(|p| p.1).fold(f64::INFINITY, f64::min);
+            let hi = self.points().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+            let m = if hi > lo { 0.05 * (hi - lo) } else { lo.abs().max(1.0) * 0.1 };
+            (lo - m, hi + m)
+        });
+        let x = if self.categorical_x {
+            Axis { lo: x_lo, hi: x_hi, ticks: xs.iter().enumerate().map(|(i, &v)| (i as f64, fmt_value(v))).collect(), desc: self.x_label.clone() }
         } else {
-            let (t, s) = nice_ticks(x_lo, x_hi, 6);
-            t.into_iter().map(|v| (v, tick_label(v, s))).collect()
+            Axis::linear(x_lo, x_hi, 6, &self.x_label)
         };
-
-        let th = text_height(TEXT);
-        let y_tick_w = y_ticks.iter().map(|&v| text_width(&tick_label(v, y_step), TEXT)).max().unwrap_or(0);
-        let legend_w = self.series.iter().map(|s| text_width(&s.name, TEXT)).max().unwrap_or(0) + 30 + 2 * PAD;
-        let left = PAD + th + PAD + y_tick_w + 6 + PAD;
-        let right = legend_w + PAD;
-        let top = PAD + th + 2 * PAD;
-        let bottom = 6 + PAD + th + PAD + th + PAD;
-        if self.width < left + right + 40 || self.height < top + bottom + 40 {
-            return Err(Error::Internal(format!(
-                "plot `{}`: {}x{} is too small for its labels (needs at least {}x{})",
-                self.title,
-                self.width,
-                self.height,
-                left + right + 40,
-                top + bottom + 40
-            )));
-        }
-        let (pw, ph) = ((self.width - left - right) as f64, (self.height - top - bottom) as f64);
-        let px = |x: f64| left as f64 + (x - x_lo) / (x_hi - x_lo) * pw;
-        let py = |y: f64| top as f64 + (1.0 - (y - y_lo) / (y_hi - y_lo)) * ph;
-
-        let mut img = RgbImage::from_pixel(self.width, self.height, WHITE);
-        // Grid and y ticks.
-        for &v in &y_ticks {
-            let y = py(v).round() as i64;
-            fill_rect(&mut img, left as i64, y, pw as i64, 1, GRID);
-            fill_rect(&mut img, left as i64 - 6, y, 6, 1, INK);
-            let label = tick_label(v, y_step);
-            let lx = left as i64 - 6 - PAD as i64 / 2 - text_width(&label, TEXT) as i64;
-            draw_text(&mut img, lx, y - th as i64 / 2, &label, TEXT, INK);
-        }
-        for (v, label) in &x_ticks {
-            let x = px(*v).round() as i64;
-            fill_rect(&mut img, x, top as i64, 1, ph as i64, GRID);
-            fill_rect(&mut img, x, (top as f64 + ph) as i64, 1, 6, INK);
-            draw_text(&mut img, x - text_width(label, TEXT) as i64 / 2, (top as f64 + ph) as i64 + 6 + PAD as i64 / 2, label, TEXT, INK);
-        }
-        // Axes (left and bottom), lines, markers.
-        fill_rect(&mut img, left as i64 - 1, top as i64, 2, ph as i64 + 1, INK);
-        fill_rect(&mut img, left as i64 - 1, (top as f64 + ph) as i64, pw as i64 + 1, 2, INK);
+        let mut chart = chart(&plot_area, &self.title, &x, &Axis::linear(y_lo, y_hi, 5, &self.y_label))?;
         for (i, s) in self.series.iter().enumerate() {
-            let c = PALETTE[i % PALETTE.len()];
-            let screen: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (px(xpos(x)), py(y))).collect();
-            for w in screen.windows(2) {
-                draw_line(&mut img, w[0], w[1], 2.5, c);
-            }
-            for &(x, y) in &screen {
-                fill_disc(&mut img, x, y, 4.0, c);
-            }
+            let c = series_color(i);
+            let pts: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (xpos(x), y)).collect();
+            chart.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(3)))?;
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
         }
-        // Title, axis labels, legend.
-        let w = self.width as i64;
-        draw_text(&mut img, (w - text_width(&self.title, TEXT) as i64) / 2, PAD as i64, &self.title, TEXT, INK);
-        let xl_y = self.height as i64 - PAD as i64 - th as i64;
-        draw_text(&mut img, left as i64 + (pw as i64 - text_width(&self.x_label, TEXT) as i64) / 2, xl_y, &self.x_label, TEXT, INK);
-        let yl_len = text_width(&self.y_label, TEXT) as i64;
-        draw_text_up(&mut img, PAD as i64, top as i64 + (ph as i64 - yl_len) / 2, &self.y_label, TEXT, INK);
-        let lx = (self.width - right + PAD) as i64;
+        let top = (PAD as f64 + TITLE + 2.0 * PAD as f64) as i32;
         for (i, s) in self.series.iter().enumerate() {
-            let c = PALETTE[i % PALETTE.len()];
-            let y = top as i64 + i as i64 * (th as i64 + PAD as i64);
-            draw_line(&mut img, (lx as f64, (y + th as i64 / 2) as f64), ((lx + 20) as f64, (y + th as i64 / 2) as f64), 2.5, c);
-            fill_disc(&mut img, (lx + 10) as f64, (y + th as i64 / 2) as f64, 4.0, c);
-            draw_text(&mut img, lx + 28, y, &s.name, TEXT, INK);
+            let c = series_color(i);
+            let y = top + i as i32 * (LABEL as i32 + PAD as i32);
+            legend.draw(&PathElement::new(vec![(PAD as i32, y), (PAD as i32 + 24, y)], c.stroke_width(3)))?;
+            legend.draw(&Circle::new((PAD as i32 + 12, y), 4, c.filled()))?;
+            legend.draw(&Text::new(s.name.clone(), (PAD as i32 + 32, y - LABEL as i32 / 2), style(LABEL)))?;
         }
-        Ok(img)
+        Ok(())
+    }
+}
+
+/// A histogram: bars over bins, on a linear or log10 x axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// (lo, hi, count) per bin, ascending and not overlapping; lo > 0 on a log axis.
+    pub bins: Vec<(f64, f64, u64)>,
+    pub log_x: bool,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Histogram {
+    /// The axis position of an x value.
+    fn pos(&self, x: f64) -> f64 {
+        if self.log_x {
+            x.log10()
+        } else {
+            x
+        }
+    }
+}
+
+impl Figure for Histogram {
+    fn title(&self) -> &str {
+        &self.title
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
-        save_png(&self.render()?, path)
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::BadInput(format!("histogram `{}`: {m}", self.title)));
+        if self.bins.is_empty() {
+            return bad("no bins".into());
+        }
+        if let Some(b) = self.bins.iter().find(|b| !(b.0.is_finite() && b.1.is_finite() && b.0 < b.1) || (self.log_x && b.0 <= 0.0)) {
+            return bad(format!("bin {b:?} is not a finite range{}", if self.log_x { " above 0" } else { "" }));
+        }
+        if self.width < MIN_W || self.height < MIN_H {
+            return bad(format!("{}x{} is too small for its labels (needs at least {MIN_W}x{MIN_H})", self.width, self.height));
+        }
+        Ok(())
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        let (x_lo, x_hi) = (self.pos(self.bins[0].0), self.pos(self.bins[self.bins.len() - 1].1));
+        let y_hi = self.bins.iter().map(|b| b.2).max().unwrap_or(0).max(1) as f64 * 1.05;
+        let x = if self.log_x {
+            let ticks = (x_lo.ceil() as i64..=x_hi.floor() as i64).map(|k| (k as f64, fmt_value(10f64.powi(k as i32)))).collect();
+            Axis { lo: x_lo, hi: x_hi, ticks, desc: self.x_label.clone() }
+        } else {
+            Axis::linear(x_lo, x_hi, 6, &self.x_label)
+        };
+        let mut chart = chart(root, &self.title, &x, &Axis::linear(0.0, y_hi, 5, &self.y_label))?;
+        let c = series_color(0);
+        let bars = self.bins.iter().filter(|b| b.2 > 0).map(|&(lo, hi, n)| [(self.pos(lo), 0.0), (self.pos(hi), n as f64)]);
+        chart.draw_series(bars.clone().map(|r| Rectangle::new(r, c.filled())))?;
+        // A white edge between neighbouring bars.
+        chart.draw_series(bars.map(|r| Rectangle::new(r, WHITE.stroke_width(1))))?;
+        Ok(())
     }
 }
 
@@ -262,6 +440,8 @@ pub struct HeatMap {
     pub cell: u32,
 }
 
+const MISSING: Rgb<u8> = Rgb([190, 190, 190]);
+
 /// The heat-map scale: white at 0, mid blue at 0.5, dark blue at 1.
 pub fn heat_color(v: f64) -> Rgb<u8> {
     if v.is_nan() {
@@ -275,33 +455,43 @@ pub fn heat_color(v: f64) -> Rgb<u8> {
     Rgb([mix(0), mix(1), mix(2)])
 }
 
-/// Colour bar width, and the text scale of heat-map cell and axis labels.
+/// Colour bar width.
 const BAR_W: u32 = 16;
-const LABEL: u32 = 1;
 
 impl HeatMap {
+    /// (left, top, right, bottom) margins around the cells.
     fn margins(&self) -> (u32, u32, u32, u32) {
-        let row_w = self.row_labels.iter().map(|s| text_width(s, LABEL)).max().unwrap_or(0);
-        let col_h = self.col_labels.iter().map(|s| text_width(s, LABEL)).max().unwrap_or(0);
-        let left = PAD + text_height(TEXT) + PAD + row_w + PAD;
-        let top = PAD + text_height(TEXT) + PAD;
-        let bottom = PAD + col_h + PAD + text_height(TEXT) + PAD;
-        let right = PAD + BAR_W + PAD / 2 + text_width("1.0", LABEL) + PAD;
+        let row_w = self.row_labels.iter().map(|s| text_size(s, SMALL).0).max().unwrap_or(0);
+        let col_h = self.col_labels.iter().map(|s| text_size(s, SMALL).0).max().unwrap_or(0);
+        let left = PAD + LABEL as u32 + PAD + row_w + PAD;
+        let top = PAD + TITLE as u32 + PAD;
+        let bottom = PAD + col_h + PAD + LABEL as u32 + PAD;
+        let right = PAD + BAR_W + PAD / 2 + text_size("1.0", SMALL).0 + PAD;
         (left, top, right, bottom)
     }
 
-    /// The image size: margins (title, labels, colour bar) plus cols x rows cells, at least as
-    /// wide as the title.
-    pub fn size(&self) -> (u32, u32) {
+    /// The top-left pixel of the cells.
+    pub fn origin(&self) -> (u32, u32) {
+        let (l, t, _, _) = self.margins();
+        (l, t)
+    }
+}
+
+impl Figure for HeatMap {
+    fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// Margins (title, labels, colour bar) plus cols x rows cells, at least as wide as the title.
+    fn size(&self) -> (u32, u32) {
         let (l, t, r, b) = self.margins();
         let rows = self.values.len() as u32;
         let cols = self.values.first().map_or(0, |r| r.len()) as u32;
-        let w = (l + cols * self.cell + r).max(text_width(&self.title, TEXT) + 2 * PAD);
+        let w = (l + cols * self.cell + r).max(text_size(&self.title, TITLE).0 + 2 * PAD);
         (w, t + rows * self.cell + b)
     }
 
-    /// Draws the map; errors on ragged rows or label counts that do not match.
-    pub fn render(&self) -> Result<RgbImage> {
+    fn check(&self) -> Result<()> {
         let rows = self.values.len();
         let cols = self.values.first().map_or(0, |r| r.len());
         let bad = |m: String| Err(Error::BadInput(format!("heat map `{}`: {m}", self.title)));
@@ -317,60 +507,58 @@ impl HeatMap {
         if self.cell == 0 {
             return bad("cell size 0".into());
         }
+        Ok(())
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
         let (w, h) = self.size();
         let (left, top, _, _) = self.margins();
-        let cell = self.cell as i64;
-        let (gx, gy) = (left as i64, top as i64);
-        let lh = text_height(LABEL) as i64;
-        let mut img = RgbImage::from_pixel(w, h, WHITE);
+        let (gx, gy, cell) = (left as i32, top as i32, self.cell as i32);
+        let (rows, cols) = (self.values.len() as i32, self.values[0].len() as i32);
+        let (gw, gh) = (cols * cell, rows * cell);
+        let centered = |size: f64| style(size).pos(Pos::new(HPos::Center, VPos::Center));
         for (r, row) in self.values.iter().enumerate() {
             for (c, &v) in row.iter().enumerate() {
-                let (x, y) = (gx + c as i64 * cell, gy + r as i64 * cell);
-                let color = heat_color(v);
-                fill_rect(&mut img, x, y, cell, cell, color);
+                let (x, y) = (gx + c as i32 * cell, gy + r as i32 * cell);
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], rgb(heat_color(v)).filled()))?;
                 if let Some(text) = self.cell_text.get(r).and_then(|t| t.get(c)) {
-                    let tw = text_width(text, LABEL) as i64;
-                    if tw + 2 <= cell && lh + 2 <= cell {
+                    let (tw, th) = text_size(text, SMALL);
+                    if tw as i32 + 2 <= cell && th as i32 + 2 <= cell {
                         let ink = if v.is_nan() || v < 0.5 { INK } else { WHITE };
-                        draw_text(&mut img, x + (cell - tw) / 2, y + (cell - lh) / 2, text, LABEL, ink);
+                        root.draw(&Text::new(text.clone(), (x + cell / 2, y + cell / 2), centered(SMALL).color(&ink)))?;
                     }
                 }
             }
         }
-        let (gw, gh) = (cols as i64 * cell, rows as i64 * cell);
-        // Frame, row labels (right-aligned), column labels (upwards, below the grid).
-        fill_rect(&mut img, gx - 1, gy - 1, gw + 2, 1, INK);
-        fill_rect(&mut img, gx - 1, gy + gh, gw + 2, 1, INK);
-        fill_rect(&mut img, gx - 1, gy - 1, 1, gh + 2, INK);
-        fill_rect(&mut img, gx + gw, gy - 1, 1, gh + 2, INK);
+        root.draw(&Rectangle::new([(gx - 1, gy - 1), (gx + gw, gy + gh)], INK))?;
+        let right_mid = style(SMALL).pos(Pos::new(HPos::Right, VPos::Center));
         for (r, label) in self.row_labels.iter().enumerate() {
-            let x = gx - PAD as i64 / 2 - text_width(label, LABEL) as i64;
-            draw_text(&mut img, x, gy + r as i64 * cell + (cell - lh) / 2, label, LABEL, INK);
+            root.draw(&Text::new(label.clone(), (gx - PAD as i32 / 2, gy + r as i32 * cell + cell / 2), right_mid.clone()))?;
         }
+        let up = |size: f64| style(size).transform(FontTransform::Rotate270);
         for (c, label) in self.col_labels.iter().enumerate() {
-            draw_text_up(&mut img, gx + c as i64 * cell + (cell - lh) / 2, gy + gh + PAD as i64 / 2, label, LABEL, INK);
+            let tw = text_size(label, SMALL).0 as i32;
+            let x = gx + c as i32 * cell + (cell - SMALL as i32) / 2;
+            root.draw(&Text::new(label.clone(), (x, gy + gh + PAD as i32 / 2 + tw), up(SMALL)))?;
         }
         // Colour bar from 1 (top) to 0 (bottom), labelled at both ends and the middle.
-        let bx = gx + gw + PAD as i64;
+        let bx = gx + gw + PAD as i32;
         for y in 0..gh {
-            fill_rect(&mut img, bx, gy + y, BAR_W as i64, 1, heat_color(1.0 - y as f64 / (gh - 1).max(1) as f64));
+            let color = rgb(heat_color(1.0 - y as f64 / (gh - 1).max(1) as f64));
+            root.draw(&Rectangle::new([(bx, gy + y), (bx + BAR_W as i32, gy + y + 1)], color.filled()))?;
         }
+        let left_mid = style(SMALL).pos(Pos::new(HPos::Left, VPos::Center));
         for (v, label) in [(1.0, "1.0"), (0.5, "0.5"), (0.0, "0.0")] {
-            let y = gy + ((1.0 - v) * (gh - 1) as f64) as i64 - lh / 2;
-            draw_text(&mut img, bx + BAR_W as i64 + PAD as i64 / 2, y.clamp(gy, gy + gh - lh), label, LABEL, INK);
+            let y = gy + ((1.0 - v) * (gh - 1) as f64) as i32;
+            root.draw(&Text::new(label, (bx + BAR_W as i32 + PAD as i32 / 2, y), left_mid.clone()))?;
         }
         // Title, axis labels.
-        draw_text(&mut img, (w as i64 - text_width(&self.title, TEXT) as i64) / 2, PAD as i64, &self.title, TEXT, INK);
-        let th = text_height(TEXT) as i64;
-        let xl = text_width(&self.x_label, TEXT) as i64;
-        draw_text(&mut img, gx + (gw - xl) / 2, h as i64 - PAD as i64 - th, &self.x_label, TEXT, INK);
-        let yl = text_width(&self.y_label, TEXT) as i64;
-        draw_text_up(&mut img, PAD as i64, gy + (gh - yl) / 2, &self.y_label, TEXT, INK);
-        Ok(img)
-    }
-
-    pub fn save(&self, path: &Path) -> Result<()> {
-        save_png(&self.render()?, path)
+        root.draw(&Text::new(self.title.clone(), (w as i32 / 2, PAD as i32), style(TITLE).pos(Pos::new(HPos::Center, VPos::Top))))?;
+        root.draw(&Text::new(self.x_label.clone(), (gx + gw / 2, h as i32 - PAD as i32), style(LABEL).pos(Pos::new(HPos::Center, VPos::Bottom))))?;
+        let yl = text_size(&self.y_label, LABEL).0 as i32;
+        root.draw(&Text::new(self.y_label.clone(), (PAD as i32, gy + (gh + yl) / 2), up(LABEL)))?;
+        Ok(())
     }
 }
 
@@ -396,5 +584,25 @@ mod tests {
         assert_eq!(heat_color(1.0), Rgb([8, 48, 107]));
         assert_eq!(heat_color(2.0), heat_color(1.0));
         assert_eq!(heat_color(f64::NAN), MISSING);
+    }
+
+    #[test]
+    fn the_bundled_font_draws_text() {
+        let hist = Histogram {
+            title: "frequency".into(),
+            x_label: "x".into(),
+            y_label: "latents".into(),
+            bins: vec![(0.001, 0.01, 3), (0.01, 0.1, 5), (0.1, 1.0, 1)],
+            log_x: true,
+            width: 400,
+            height: 300,
+        };
+        let img = hist.render().unwrap();
+        assert_eq!(img.dimensions(), (400, 300));
+        // The title's glyphs are drawn in ink (anti-aliased shades included) in the top band.
+        let inked = (0..400).flat_map(|x| (0..30).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y)[0] < 128).count();
+        assert!(inked > 50, "{inked} dark pixels in the title band");
+        let doc = hist.svg().unwrap();
+        assert!(doc.starts_with("<svg") && doc.contains("\nfrequency\n</text>") && doc.contains("\n0.01\n</text>"), "{doc}");
     }
 }

@@ -53,20 +53,22 @@ pub fn label_std(labels: &[i64]) -> f32 {
     var.sqrt() as f32
 }
 
-/// Fraction of the labels equal to the most common one.
-pub fn majority_fraction(labels: &[i64]) -> f64 {
-    if labels.is_empty() {
-        return f64::NAN;
-    }
+/// The most common label and how often it occurs (ties: the lower label); None when empty.
+pub fn mode(labels: &[i64]) -> Option<(i64, usize)> {
     let mut sorted = labels.to_vec();
     sorted.sort_unstable();
-    let mut best = 0;
-    let mut run = 0;
-    for i in 0..sorted.len() {
-        run = if i > 0 && sorted[i] == sorted[i - 1] { run + 1 } else { 1 };
-        best = best.max(run);
+    let mut best: Option<(i64, usize)> = None;
+    for run in sorted.chunk_by(|a, b| a == b) {
+        if best.is_none_or(|(_, n)| run.len() > n) {
+            best = Some((run[0], run.len()));
+        }
     }
-    best as f64 / labels.len() as f64
+    best
+}
+
+/// Fraction of the labels equal to the most common one.
+pub fn majority_fraction(labels: &[i64]) -> f64 {
+    mode(labels).map_or(f64::NAN, |(_, n)| n as f64 / labels.len() as f64)
 }
 
 /// Entropy of the label distribution in bits (0 for a single class; log2(10) for ten distinct).
@@ -132,6 +134,8 @@ mod tests {
     #[test]
     fn purity_measures() {
         assert_eq!(majority_fraction(&[2, 2, 2, 5]), 0.75);
+        assert_eq!(mode(&[5, 2, 5, 2, 1]), Some((2, 2)));
+        assert_eq!(mode(&[]), None);
         assert_eq!(label_entropy(&[4; 10]), 0.0);
         assert!((label_entropy(&[0, 1, 2, 3]) - 2.0).abs() < 1e-12);
         // Renumbering classes changes sigma but not purity.

@@ -9,10 +9,12 @@
 //!
 //! Per latent: `count` = images with activation > 0, `sum` = their sum (f32, as torch sums),
 //! `top` = the T highest (activation, image) in descending order, ties (zeros included) by the
-//! lower image index.
+//! lower image index, `hist` = the histogram of its positive activations. Per image: `l0` =
+//! latents with activation > 0.
 
 use crate::sae::data::{self, RowKind};
 use crate::sae::Sae;
+use super::histogram::Histogram;
 use super::Features;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
@@ -56,11 +58,15 @@ pub struct LatentStats {
     pub sum: Vec<f32>,
     /// [n] up to T (activation, store image index), descending.
     pub top: Vec<Vec<(f32, usize)>>,
+    /// [n] histograms of the positive activations.
+    pub hist: Vec<Histogram>,
+    /// [images] latents active on each image, in the order seen.
+    pub l0: Vec<u32>,
 }
 
 impl LatentStats {
     pub fn new(n: usize) -> LatentStats {
-        LatentStats { images: 0, count: vec![0; n], sum: vec![0.0; n], top: vec![Vec::new(); n] }
+        LatentStats { images: 0, count: vec![0; n], sum: vec![0.0; n], top: vec![Vec::new(); n], hist: vec![Histogram::default(); n], l0: Vec::new() }
     }
 
     /// Adds images `ids` (ascending across calls) with activations act [ids.len(), n] (host).
@@ -72,8 +78,9 @@ impl LatentStats {
             .par_chunks_mut(BLOCK)
             .zip(self.sum.par_chunks_mut(BLOCK))
             .zip(self.top.par_chunks_mut(BLOCK))
+            .zip(self.hist.par_chunks_mut(BLOCK))
             .enumerate()
-            .for_each(|(blk, ((count, sum), top))| {
+            .for_each(|(blk, (((count, sum), top), hist))| {
                 let j0 = blk * BLOCK;
                 for (r, &img) in ids.iter().enumerate() {
                     let row = &act[r * n + j0..r * n + j0 + count.len()];
@@ -81,6 +88,7 @@ impl LatentStats {
                         if a > 0.0 {
                             count[jj] += 1;
                             sum[jj] += a;
+                            hist[jj].add(a);
                         }
                         let top = &mut top[jj];
                         if top.len() < t || top.last().is_some_and(|&(v, _)| a > v) {
@@ -92,6 +100,7 @@ impl LatentStats {
                     }
                 }
             });
+        self.l0.par_extend(act.par_chunks(n.max(1)).map(|row| row.iter().filter(|&&a| a > 0.0).count() as u32));
         self.images += ids.len();
     }
 }

@@ -5,7 +5,7 @@
 use super::data::{FeatureSource, Split};
 use super::model::DiffcClassifier;
 use super::train::label_tensor;
-use crate::analysis::plot::HeatMap;
+use crate::analysis::plot::{Figure, HeatMap};
 use crate::io::write_atomic;
 use crate::ops::{argmax, cross_entropy};
 use crate::progress::Progress;

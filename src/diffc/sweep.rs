@@ -1,11 +1,13 @@
 //! Layer and timestep sweeps: one classifier per (layer, timestep) of a feature store, each in
 //! its own run folder (so an interrupted sweep resumes and skips finished runs), then a table
-//! (sweep.csv, sweep.json) and the figure the paper draws: test top-1 over timesteps, one line
-//! per layer (sweep.png).
+//! (sweep.csv, sweep.json), the figure the paper draws: test top-1 over timesteps, one line per
+//! layer (sweep.png), and a page with the figure and the numbers beside it (index.html, in the
+//! SAE explorer's style; opens from disk).
 
 use super::data::StoreSource;
 use super::train::{train, ModelOptions, TrainConfig, TrainSummary};
-use crate::analysis::plot::{LinePlot, Series};
+use crate::analysis::html::{self, escape};
+use crate::analysis::plot::{Figure, LinePlot, Series};
 use crate::features::FeatureStore;
 use crate::io::write_atomic;
 use crate::tensor::Device;
@@ -71,10 +73,37 @@ pub fn sweep_plot(rows: &[SweepRow]) -> LinePlot {
     }
 }
 
+/// The sweep's page: the plot (SVG) with the table of every run beside it.
+pub fn sweep_html(rows: &[SweepRow], plot: &LinePlot) -> Result<String> {
+    let title = "Diff-C sweep: test top-1 by layer and timestep";
+    let mut h = html::head(title, &[]);
+    h.push_str(&format!("<h1>{title}</h1>\n<div class=side-by-side>\n<figure>{}<figcaption><a href=\"sweep.png\">PNG</a>, <a href=\"sweep.csv\">CSV</a></figcaption></figure>\n", plot.svg()?));
+    h.push_str("<table class=numbers><tr><th>layer</th><th>t</th><th>last epoch</th><th>test top-1 (last)</th><th>best epoch</th><th>test top-1 (best)</th><th>parameters</th></tr>\n");
+    for r in rows {
+        h.push_str(&format!(
+            "<tr><td><a href=\"{run}/\">{layer}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            r.timestep,
+            r.last_epoch,
+            html::num(100.0 * r.last_test_accuracy, 2),
+            r.best_epoch,
+            html::num(100.0 * r.best_test_accuracy, 2),
+            r.num_params,
+            run = escape(&r.run),
+            layer = escape(&r.layer),
+        ));
+    }
+    h.push_str("</table>\n</div>\n");
+    h.push_str(html::FOOT);
+    Ok(h)
+}
+
 fn write_outputs(rows: &[SweepRow], out: &Path) -> Result<()> {
     write_atomic(&out.join("sweep.csv"), table_csv(rows).as_bytes())?;
     write_atomic(&out.join("sweep.json"), serde_json::to_string_pretty(rows).expect("JSON").as_bytes())?;
-    sweep_plot(rows).save(&out.join("sweep.png"))
+    let plot = sweep_plot(rows);
+    plot.save(&out.join("sweep.png"))?;
+    html::write_style(out)?;
+    write_atomic(&out.join("index.html"), sweep_html(rows, &plot)?.as_bytes())
 }
 
 /// Trains one classifier per (layer, timestep) on the store at `store_dir` into

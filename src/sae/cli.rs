@@ -10,7 +10,7 @@ use super::loss::{AuxConfig, LossKind};
 use super::metrics;
 use super::model::Init;
 use super::train::{self, BDecInit, Decay, Moments, TrainConfig, TrainOptions};
-use crate::analysis::{self, report::ReportMeta, top::RankBy, AnalyzeOptions};
+use crate::analysis::{self, explorer::ReportMeta, top::RankBy, AnalyzeOptions};
 use crate::features::FeatureStore;
 use crate::io::{save_safetensors, write_atomic};
 use crate::tensor::{Device, Tensor};
@@ -197,13 +197,19 @@ pub struct AnalyzeArgs {
     /// Top images kept per latent (sigma uses the first 10).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-    /// Latents (by rank) that get an image grid.
+    /// Latents (by rank) that get a PNG grid of their top images (grids/).
     #[arg(long, default_value_t = 100)]
     pub grids: usize,
-    /// Latents (by rank) listed in the report.
+    /// Latents (by rank) written to latents.json (the explorer lists all).
     #[arg(long, default_value_t = 1000)]
     pub list: usize,
-    /// Side of each grid thumbnail in pixels.
+    /// Latents that get a page in the explorer, by id (e.g. 3,17,250; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub latents: Option<Vec<usize>>,
+    /// Nearest latents by decoder cosine on each page (0: none).
+    #[arg(long, default_value_t = 10)]
+    pub neighbours: usize,
+    /// Side of each thumbnail in pixels.
     #[arg(long, default_value_t = 96)]
     pub thumb: u32,
     /// Folder the manifest's relative image paths are under.
@@ -215,7 +221,8 @@ pub struct AnalyzeArgs {
     /// auto (the first GPU, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// The report folder (index.html, grids/, average_stds.json, sigma.json, latents.json).
+    /// The report folder (index.html and latent.html with assets/, data/, thumbs/, figures/;
+    /// grids/, average_stds.json, sigma.json, latents.json).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -479,10 +486,13 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<()> {
         top: a.top,
         grids: a.grids,
         list: a.list,
+        latents: a.latents.clone(),
+        neighbours: a.neighbours,
         thumb: a.thumb,
         grid_cols: 10,
         chunk: a.chunk,
         image_root: a.image_root.clone(),
+        split: split.clone(),
     };
     let meta = ReportMeta {
         title: format!("SAE latents: {} at t{}", s.layer, s.timestep),
@@ -500,8 +510,8 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<()> {
     for av in &summary.averages {
         println!("top {:>6}: sigma_label {:.4}  majority {:.3}  entropy {:.3} bits", av.n, av.sigma_label, av.majority_fraction, av.label_entropy_bits);
     }
-    if summary.missing_images > 0 {
-        eprintln!("warning: {} grid images could not be read (see --image-root)", summary.missing_images);
+    for note in &summary.notes {
+        eprintln!("warning: {note}");
     }
     println!("wrote {}", a.out.join("index.html").display());
     Ok(())

@@ -46,11 +46,24 @@ pub fn rel_l2(actual: &[f32], expected: &[f32]) -> f64 {
     }
 }
 
+/// With `REVELIO_TEST_ERRORS` set to a file, every comparison appends `thread, what, error,
+/// tolerance` to it (tab-separated), so the errors reached can be tabulated (docs/kernels.md).
+fn record_error(what: &str, err: f64, tol: f64) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os("REVELIO_TEST_ERRORS") {
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{thread}\t{what}\t{err:.3e}\t{tol:.0e}");
+        }
+    }
+}
+
 /// Asserts relative L2 <= tol. On failure prints the error, the largest |diff| and where, and
 /// the first 10 elements outside atol + rtol * |expected| (atol = rtol = tol * 10).
 pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tol: f64) {
     assert_eq!(actual.len(), expected.len(), "{what}: {} elements, expected {}", actual.len(), expected.len());
     let err = rel_l2(actual, expected);
+    record_error(what, err, tol);
     if err <= tol {
         return;
     }

@@ -2,7 +2,7 @@
 //! resume, clear errors for bad inputs, the figures, and the `revelio diffc` command line.
 
 use crate::common::*;
-use revelio::analysis::plot::{HeatMap, LinePlot, Series};
+use revelio::analysis::plot::{Figure, HeatMap, LinePlot, Series};
 use revelio::diffc::data::{class_count, FileSource, Split, StoreSource};
 use revelio::diffc::eval::{confusion_heat_map, evaluate, write_report};
 use revelio::diffc::model::DiffcClassifier;
@@ -265,6 +265,13 @@ fn store_training_and_sweep_write_table_and_plot() {
     assert_eq!(json.len(), 4);
     let png = image::open(dir.join("out/sweep.png")).unwrap();
     assert_eq!((png.width(), png.height()), (900, 560));
+    // The page: the plot inline, a linked table row per run, the stylesheet beside it.
+    let page = std::fs::read_to_string(dir.join("out/index.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("href=\"sweep.png\""));
+    for r in &rows {
+        assert!(page.contains(&format!("<a href=\"{}/\">{}</a>", r.run, r.layer)), "{page}");
+    }
+    assert!(dir.join("out/assets/style.css").is_file());
     // Rerunning skips the finished runs and gives the same table.
     let again = sweep(&store, &layers, &[0, 25], ("train", "test"), &opts, &cfg, &dir.join("out"), &Device::Cpu).unwrap();
     assert_eq!(again, rows);
@@ -305,8 +312,8 @@ fn figures_are_pngs_of_the_expected_size() {
     assert!(LinePlot { width: 50, ..plot.clone() }.render().is_err());
     assert!(LinePlot { series: vec![], ..plot }.render().is_err());
 
-    // Heat map: margins (10 + 14 + 10 + 5 + 10 left, 10 + 14 + 10 top, 10 + 5 + 10 + 14 + 10
-    // bottom, 10 + 16 + 5 + 17 + 10 right) around 2 x 2 cells of 20 px.
+    // Heat map: 2 x 2 cells of 20 px from its origin, coloured on the scale; the SVG is the
+    // same figure.
     let hm = HeatMap {
         title: "T".into(),
         x_label: "predicted".into(),
@@ -317,12 +324,14 @@ fn figures_are_pngs_of_the_expected_size() {
         cell_text: vec![],
         cell: 20,
     };
-    assert_eq!(hm.size(), (147, 123));
     hm.save(&dir.join("heat.png")).unwrap();
     let img = image::open(dir.join("heat.png")).unwrap().to_rgb8();
-    assert_eq!(img.dimensions(), (147, 123));
-    assert_eq!(img.get_pixel(49 + 10, 34 + 10), &revelio::analysis::plot::heat_color(1.0));
-    assert_eq!(img.get_pixel(49 + 30, 34 + 10), &revelio::analysis::plot::heat_color(0.0));
+    assert_eq!(img.dimensions(), hm.size());
+    let (x0, y0) = hm.origin();
+    assert_eq!(img.get_pixel(x0 + 10, y0 + 10), &revelio::analysis::plot::heat_color(1.0));
+    assert_eq!(img.get_pixel(x0 + 30, y0 + 10), &revelio::analysis::plot::heat_color(0.0));
+    let svg = hm.svg().unwrap();
+    assert!(svg.contains("\npredicted\n</text>"), "{svg}");
     assert!(HeatMap { row_labels: vec!["a".into()], ..hm }.render().is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }

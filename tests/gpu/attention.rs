@@ -63,13 +63,13 @@ fn check(shapes: &[(usize, usize, usize, usize, usize, bool)], seed: u64) {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn attention_small_shapes() {
     check(SMALL, 100);
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn attention_model_shapes() {
     check(sized(REAL, REAL_SMALL), 500);
 }

@@ -29,7 +29,7 @@ fn ids(f: &SafeTensorsFile, key: &str) -> Tensor {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn clip_text_model_matches_transformers_on_cuda() {
     let dev = cuda();
     for dtype in [DType::F32, DType::BF16, DType::F16] {
@@ -54,7 +54,7 @@ fn clip_text_model_matches_transformers_on_cuda() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn single_file_text_encoders_on_cuda() {
     let dev = cuda();
     for kind in ["sd1", "sd2"] {

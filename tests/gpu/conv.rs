@@ -65,7 +65,7 @@ fn check_backward(c: &Case, seed: u64) {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn conv2d_odd_shapes() {
     for (i, c) in odd_cases().iter().enumerate() {
         check_forward(c, 10 * i as u64);
@@ -77,7 +77,7 @@ fn conv2d_odd_shapes() {
 /// (3x3, strided, 1x1, 3 or 4 input channels, 4 output channels, the VAE's downsampling) on
 /// 8x8 to 31x33 maps: N tails, K tails and several 32-deep stages, in a few hundred tiles.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn conv2d_sd_shapes() {
     let small_cases = [
         case([1, 320, 8, 8], 320, 3, 1, P1),
@@ -115,7 +115,7 @@ fn conv2d_sd_shapes() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn conv2d_backward_odd_shapes() {
     for (i, c) in odd_cases().iter().enumerate() {
         check_backward(c, 200 + 10 * i as u64);
@@ -125,7 +125,7 @@ fn conv2d_backward_odd_shapes() {
 /// Diff-C training convolutions (3x3 1280 -> 1024, 1024 -> 1024 stride 2) and SD-sized ones
 /// (small size: 256 channels on 8x8 maps, a 1x1 and the VAE's downsampling).
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn conv2d_backward_training_shapes() {
     let cases = sized(
         vec![
@@ -149,7 +149,7 @@ fn conv2d_backward_training_shapes() {
 
 /// The weight grad sums its split partials in a fixed order: two runs agree bit for bit.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn conv2d_backward_is_deterministic() {
     let dev = cuda();
     let x = randn(&[2, 64, 32, 32], 1);

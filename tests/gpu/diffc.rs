@@ -65,7 +65,7 @@ fn train_step(cfg: &DiffcConfig, x: &Tensor, labels: &Tensor) -> Vec<(String, bo
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn train_step_matches_cpu() {
     let dev = cuda();
     for dtype in DType::FLOATS {
@@ -103,7 +103,7 @@ fn synthetic_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn training_on_cuda_matches_the_cpu() {
     let dev = cuda();
     let dir = std::env::temp_dir().join(format!("revelio-gpu-diffc-{}", std::process::id()));

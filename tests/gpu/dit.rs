@@ -21,7 +21,7 @@ const TOL_F32: f64 = 1e-4;
 const TOL_BF16: f64 = 2e-2;
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn dit_fixtures_match_diffusers_on_cuda() {
     let dev = common::cuda();
     for config in parity::CONFIGS {
@@ -34,7 +34,7 @@ fn dit_fixtures_match_diffusers_on_cuda() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn dit_original_names_and_early_stop_on_cuda() {
     let dev = common::cuda();
     let original = DiT::load(&parity::dir("c1000").join("original"), DType::F32, &dev).unwrap();
@@ -124,7 +124,7 @@ fn write_random_model(dir: &Path, c: &DiTConfig, seed: u64) {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn dit_xl_width_matches_the_cpu() {
     let dev = common::cuda();
     for (seed, (name, c)) in xl_width_configs().into_iter().enumerate() {

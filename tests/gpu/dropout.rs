@@ -4,7 +4,7 @@ use revelio::DType;
 
 /// The CPU and CUDA masks are the same function of (seed, index): f32 results agree exactly.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn dropout_masks_match_the_cpu() {
     let shapes: [&[usize]; 4] = [&[1000], &[2, 3, 5], &[3, 77, 1023], sized(&[2, 320, 64, 64], &[2, 320, 8, 8])];
     for dtype in DType::FLOATS {

@@ -7,7 +7,7 @@ fn shapes() -> [&'static [usize]; 4] {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn activations_forward_and_backward() {
     for dtype in DType::FLOATS {
         for (i, shape) in shapes().iter().enumerate() {
@@ -26,7 +26,7 @@ fn activations_forward_and_backward() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn geglu_binary_affine_cast() {
     for dtype in DType::FLOATS {
         let x = randn(sized(&[2, 4096, 2 * 1280], &[2, 64, 2 * 1280]), 1);
@@ -55,6 +55,23 @@ fn geglu_binary_affine_cast() {
             let got = revelio::ops::to_dtype(&revelio::ops::to_dtype(&x, from).unwrap().to_device(&dev).unwrap(), to).unwrap();
             assert_eq!(got.dtype(), to);
             assert_tensor_close(&format!("cast {from}->{to}"), &got, &want, 0.0);
+        }
+    }
+    // Integer ids and labels to f32 (exact below 2^24, rounded to nearest even above), and
+    // between the two integer widths.
+    let ints: Vec<i64> = vec![0, 1, -1, 7919, -40000, 16_777_217, -33_554_435, 1 << 40];
+    let x = revelio::Tensor::from_vec(ints, [8], &revelio::Device::Cpu).unwrap();
+    for (from, to) in [(DType::I64, DType::F32), (DType::I32, DType::F32), (DType::I64, DType::I32), (DType::I32, DType::I64)] {
+        let src = revelio::ops::to_dtype(&x, from).unwrap();
+        let want = revelio::ops::to_dtype(&src, to).unwrap();
+        let got = revelio::ops::to_dtype(&src.to_device(&dev).unwrap(), to).unwrap();
+        assert_eq!(got.dtype(), to);
+        if to == DType::F32 {
+            let (g, w) = (got.to_f32_vec().unwrap(), want.to_f32_vec().unwrap());
+            assert!(g.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "cast {from}->{to}: {g:?} vs {w:?}");
+        } else {
+            let as_i64 = |t: &revelio::Tensor| revelio::ops::to_dtype(t, DType::I64).unwrap().to_vec::<i64>().unwrap();
+            assert_eq!(as_i64(&got), as_i64(&want), "cast {from}->{to}");
         }
     }
 }

@@ -4,7 +4,7 @@ use revelio::DType;
 
 /// Every transpose combination and batch layout, on sizes that divide no tile.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn matmul_transposes_and_batches() {
     let (batch, m, n, k) = (3, 37, 45, 61);
     for dtype in DType::FLOATS {
@@ -30,7 +30,7 @@ fn matmul_transposes_and_batches() {
 /// The SD 1.5 attention products at 512 px (batch 2, 8 heads): scores against 4096 and 77
 /// keys, and the weighted sum of values (small size: 256 tokens).
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn matmul_sd_attention_shapes() {
     let (b, n) = sized((16, 1024), (4, 256));
     for dtype in DType::FLOATS {
@@ -48,7 +48,7 @@ fn matmul_sd_attention_shapes() {
 /// SD 1.5 projections: to_q on 64x64 tokens, to_k on the 77 text tokens, the GEGLU
 /// projection, and a small odd layer.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn linear_forward_and_backward() {
     let shapes: [(&[usize], usize, usize); 4] = [
         (sized(&[2, 4096, 320], &[2, 256, 320]), 320, 320),

@@ -54,7 +54,7 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn permute_every_perm_and_dtype() {
     // Both the tiled transpose (block swaps) and the generic strided path.
     let x = randn(&[3, 5, 33, 17], 1);
@@ -76,7 +76,7 @@ fn permute_every_perm_and_dtype() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn token_transposes_at_sd_shapes() {
     for dtype in ALL {
         let shapes = sized(
@@ -94,7 +94,7 @@ fn token_transposes_at_sd_shapes() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn cat_and_narrow() {
     for dtype in ALL {
         // The U-Net's skip concat along channels, and odd sizes along every dim.
@@ -118,7 +118,7 @@ fn cat_and_narrow() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn upsample_embedding_and_gather() {
     for dtype in DType::FLOATS {
         for (i, shape) in [sized([2usize, 1280, 16, 16], [1, 1280, 8, 8]), [1, 3, 5, 7], sized([2, 640, 32, 32], [1, 64, 32, 32])].iter().enumerate() {

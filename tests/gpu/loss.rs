@@ -11,7 +11,7 @@ fn labels(b: usize, c: usize, dtype: DType) -> Tensor {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn cross_entropy_forward_and_backward_match_cpu() {
     let shapes = [(64usize, 10usize), (33, 1000), (1, 7), (300, 2), (2048, 200)];
     for dtype in DType::FLOATS {
@@ -37,7 +37,7 @@ fn cross_entropy_forward_and_backward_match_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn cross_entropy_is_deterministic_and_checks_labels() {
     let dev = cuda();
     let logits = randn(&[4096, 100], 3).to_device(&dev).unwrap();

@@ -25,7 +25,7 @@ fn group_norm_cases() -> Vec<(&'static [usize], usize)> {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn group_norm_silu_matches_cpu() {
     for dtype in DType::FLOATS {
         for (i, &(dims, groups)) in group_norm_cases().iter().enumerate() {
@@ -44,7 +44,7 @@ fn group_norm_silu_matches_cpu() {
 
 /// Same inputs, same bits: both GroupNorm paths reduce in a fixed order.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn group_norm_is_deterministic() {
     let dev = cuda();
     for (dims, groups) in [(sized(&[2usize, 320, 64, 64][..], &[2, 320, 16, 16]), 32), (&[1, 128, 256, 256], 32)] {
@@ -59,7 +59,7 @@ fn group_norm_is_deterministic() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn layer_norm_matches_cpu() {
     // U-Net transformer rows (320..1280), CLIP (768, 1024), DiT (1152), and rows that are not a
     // multiple of the vector width.
@@ -81,7 +81,7 @@ fn layer_norm_matches_cpu() {
 /// Train-mode forward (with the running-stat update), eval mode with the updated stats, and the
 /// backward, affine and not: every output, the cache and the running stats compared.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn batch_norm_train_eval_backward_match_cpu() {
     let shapes: Vec<&[usize]> = sized(
         vec![&[64, 320, 32, 32], &[16, 1280, 8, 8], &[8, 64, 17, 17], &[3, 5, 7, 3], &[4, 7], &[2, 3, 5, 4, 2]],
@@ -115,7 +115,7 @@ fn batch_norm_train_eval_backward_match_cpu() {
 
 /// A state of the default kind on the GPU starts at mean 0, variance 1 and moves like the CPU's.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn batch_norm_state_on_gpu_updates_in_place() {
     let dev = cuda();
     let x = randn(&[4, 3, 5, 5], 1);

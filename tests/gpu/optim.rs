@@ -4,7 +4,7 @@ use revelio::DType;
 
 /// Three Adam(W) steps on the GPU against the CPU: parameters and both moments. f32 only.
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn adam_and_adamw_match_the_cpu() {
     let configs = [
         ("adam", AdamConfig::adam(1e-3)),

@@ -3,7 +3,7 @@ use revelio::ops::pool;
 use revelio::DType;
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn adaptive_avg_pool2d_forward_and_backward() {
     let cases: [(&[usize], (usize, usize)); 6] = [
         (&[2, 1280, 8, 8], (4, 4)),

@@ -9,7 +9,7 @@ fn pair(t: &Tensor, dtype: DType) -> (Tensor, Tensor) {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn sum_mean_max_over_rows_and_columns() {
     // (shape, dims): inner == 1 runs the block-per-row kernel, inner > 1 the thread-per-output one.
     let cases: [(&[usize], &[isize]); 6] = [
@@ -41,7 +41,7 @@ fn sum_mean_max_over_rows_and_columns() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn argmax_matches_cpu_exactly() {
     for dtype in DType::FLOATS {
         let cases = [
@@ -76,7 +76,7 @@ fn reduce_to_levels(x: &Tensor, levels: f32) -> Tensor {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn sum_all_matches_cpu_and_is_deterministic() {
     for dtype in DType::FLOATS {
         for (i, shape) in [&[1usize][..], &[1000], &[3, 77, 1023], sized(&[2, 320, 64, 64], &[2, 320, 16, 16])].iter().enumerate() {
@@ -113,7 +113,7 @@ fn check_topk(what: &str, x: &Tensor, k: usize, dtype: DType) {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn topk_matches_cpu_exactly() {
     for dtype in DType::FLOATS {
         // The k-SAE's shapes: top-32 of 81,920 latents, top-256 for AuxK.

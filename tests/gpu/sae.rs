@@ -49,7 +49,7 @@ fn random_code(rows: usize, n: usize, k: usize, seed: u64) -> Code {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn center_matches_the_cpu() {
     for (rows, d) in [(1, 1), (37, 41), (sized(8192, 512), 1280)] {
         let x = randn(&[rows, d], 1);
@@ -101,7 +101,7 @@ const ENC_SHAPES_SMALL: [(usize, usize, usize, usize); 6] =
     [(1, 16, 16, 1), (37, 40, 300, 5), (130, 41, 257, 32), (257, 320, 1000, 64), (64, 320, 2048, 32), (129, 64, 1100, 33)];
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn fused_encoder_picks_a_true_top_k() {
     for (i, &(rows, d, n, k)) in sized(&ENC_SHAPES[..], &ENC_SHAPES_SMALL[..]).iter().enumerate() {
         for relu in [false, true] {
@@ -123,7 +123,7 @@ fn fused_encoder_picks_a_true_top_k() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn dense_fallback_and_aux_encoder_match_the_cpu() {
     let (rows, d, n) = (150, 96, 700);
     let x = randn(&[rows, d], 50);
@@ -163,7 +163,7 @@ fn dense_fallback_and_aux_encoder_match_the_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn decode_matches_the_cpu() {
     let shapes = sized(
         [(1, 3, 5, 1), (33, 129, 300, 7), (64, 1280, 20480, 32), (16, 1280, 81920, 256)],
@@ -185,7 +185,7 @@ fn decode_matches_the_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn column_statistics_match_the_cpu() {
     // f32 Welford per thread, merged in a fixed order, against f64 two-pass sums: each partial
     // carries about rows * 6e-8 relative error in the worst case and far less on random data
@@ -200,7 +200,7 @@ fn column_statistics_match_the_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn sparse_backward_matches_the_cpu() {
     let shapes = sized(
         [(4, 3, 6, 2, 0), (37, 41, 200, 5, 3), (256, 1280, 20480, 32, 256), (64, 320, 1000, 64, 0)],
@@ -249,7 +249,7 @@ fn sparse_backward_matches_the_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn fused_adam_matches_the_cpu() {
     for &(d, n) in &[(3, 5), (41, 300), sized((1280, 20480), (320, 2048))] {
         for moments in [DType::F32, DType::BF16] {
@@ -279,7 +279,7 @@ fn fused_adam_matches_the_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn dead_latent_counters_match_the_cpu() {
     let n = 1000;
     let code = random_code(64, n, 8, 100);
@@ -312,7 +312,7 @@ fn planted_rows(rows: usize) -> revelio::sae::data::Rows {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn training_on_the_gpu_is_deterministic_and_agrees_with_the_cpu() {
     use revelio::sae::checkpoint::Provenance;
     use revelio::sae::data::RowKind;
@@ -350,7 +350,7 @@ fn training_on_the_gpu_is_deterministic_and_agrees_with_the_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn encoder_without_bf16_copies_uses_the_dense_path() {
     // A Centered built by hand (f32 only) falls back to the dense path on CUDA.
     let (rows, d, n, k) = (20, 24, 90, 4);

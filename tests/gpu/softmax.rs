@@ -3,7 +3,7 @@ use revelio::ops::softmax::softmax;
 use revelio::DType;
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn softmax_matches_cpu() {
     // Cross-attention scores (77 keys), self-attention rows of 4096 (the block kernel), class
     // logits, a row just past the warp kernel's limit, and rows of one.

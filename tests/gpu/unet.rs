@@ -34,7 +34,7 @@ fn parity(name: &str, dev: &Device, dtype: DType, tol: f64) {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA device: a GPU, or the simulated one (REVELIO_SIM)"]
 fn unet_fixtures_match_diffusers_on_cuda() {
     let dev = cuda();
     for name in ["sd1", "sd2"] {

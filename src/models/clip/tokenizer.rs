@@ -29,20 +29,20 @@
 //! its pad token, which makes `!` a special token, so "hello!" gives `[.., 3306, 0]` (the pad
 //! id) with SD 2.x's tokenizer and `[.., 3306, 256]` (`!</w>`) with SD 1.x's, in both flavors.
 //!
-//! Unicode data: NFC and the C*/Zs classes come from Python 3.11's unicodedata (Unicode 14.0,
-//! `unicode_tables.rs`); \p{L}/\p{N} come from the regex crate and lower-casing from Rust's std,
-//! both newer. Code points assigned after Unicode 14 may tokenize differently from a Python
-//! with another Unicode version; nothing else should.
+//! Unicode data: NFC from the unicode-normalization crate, the C* and Zs classes and
+//! \p{L}/\p{N} from the regex crate, lower-casing from Rust's std: one Unicode version, newer
+//! than the reference's Python 3.11 (Unicode 14.0). Code points assigned after Unicode 14 may
+//! tokenize differently from that Python; nothing else should (NFC is stable for assigned code
+//! points).
 
-use super::nfc::nfc;
-use super::unicode_tables::{OTHER, SPACE_SEPARATORS};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
 use regex::Regex;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use unicode_normalization::UnicodeNormalization;
 
 /// transformers reads at most this many merges (`[1 : 49152 - 256 - 2 + 1]` of merges.txt's lines).
 const MAX_MERGES: usize = 49152 - 256 - 2;
@@ -548,19 +548,28 @@ impl ClipTokenizer {
     }
 }
 
-fn in_ranges(cp: u32, ranges: &[(u32, u32)]) -> bool {
-    let i = ranges.partition_point(|&(_, hi)| hi < cp);
-    i < ranges.len() && ranges[i].0 <= cp
+/// Whether `c` is in the one-character class `pattern` (`\p{C}`, `\p{Zs}`) of the regex
+/// crate's Unicode tables; each pattern is compiled once.
+fn in_class(c: char, cell: &'static OnceLock<Regex>, pattern: &str) -> bool {
+    let re = cell.get_or_init(|| Regex::new(pattern).expect("a valid Unicode class"));
+    re.is_match(c.encode_utf8(&mut [0u8; 4]))
 }
 
-/// BasicTokenizer's `_is_control`: category C*, except \t \n \r.
+/// BasicTokenizer's `_is_control`: category C* (Cc, Cf, Cn, Co, Cs), except \t \n \r.
 fn is_control(c: char) -> bool {
-    !matches!(c, '\t' | '\n' | '\r') && in_ranges(c as u32, OTHER)
+    static OTHER: OnceLock<Regex> = OnceLock::new();
+    !matches!(c, '\t' | '\n' | '\r') && in_class(c, &OTHER, r"^\p{C}$")
 }
 
 /// BasicTokenizer's `_is_whitespace`: space, \t, \n, \r, or category Zs.
 fn is_bert_whitespace(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r') || SPACE_SEPARATORS.binary_search(&(c as u32)).is_ok()
+    static SPACE_SEPARATOR: OnceLock<Regex> = OnceLock::new();
+    matches!(c, '\t' | '\n' | '\r') || in_class(c, &SPACE_SEPARATOR, r"^\p{Zs}$")
+}
+
+/// The NFC form of `s` (UAX #15).
+fn nfc(s: &str) -> String {
+    s.nfc().collect()
 }
 
 /// Python's `str.isspace`, on which `str.split()` splits: bidi class WS, B or S, or Zs. That
@@ -645,5 +654,29 @@ mod tests {
         assert_eq!(basic_normalize("  A\tB\u{7}C\u{3000}東京 "), "a bc 東 京");
         assert_eq!(basic_normalize("ΟΔΟΣ"), "οδος");
         assert_eq!(fast_normalize("ΟΔΟΣ  \t東京"), "οδοσ 東京");
+    }
+
+    #[test]
+    fn character_classes_are_pythons() {
+        // Cc, Cf (ZERO WIDTH NON-JOINER), Co (private use), Cn (unassigned U+0378) are control.
+        for c in ['\u{7}', '\u{200c}', '\u{e000}', '\u{378}'] {
+            assert!(is_control(c), "{c:?}");
+        }
+        for c in ['\t', 'a', ' ', '\u{301}'] {
+            assert!(!is_control(c), "{c:?}");
+        }
+        // Zs: NO-BREAK SPACE, IDEOGRAPHIC SPACE; not LINE SEPARATOR (Zl).
+        assert!(is_bert_whitespace('\u{a0}') && is_bert_whitespace('\u{3000}'));
+        assert!(!is_bert_whitespace('\u{2028}'));
+    }
+
+    #[test]
+    fn nfc_composes_reorders_and_maps_singletons() {
+        assert_eq!(nfc("e\u{301}"), "\u{e9}");
+        // Dot below (220) sorts before circumflex (230), then both compose.
+        assert_eq!(nfc("e\u{302}\u{323}"), "\u{1ec7}");
+        // Singletons (OHM SIGN, ANGSTROM SIGN), a composition exclusion (DEVANAGARI QA), Hangul.
+        assert_eq!(nfc("\u{2126}\u{212b}\u{958}"), "\u{3a9}\u{c5}\u{915}\u{93c}");
+        assert_eq!(nfc("\u{1100}\u{1161}\u{11a8}"), "\u{ac01}");
     }
 }
