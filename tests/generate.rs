@@ -487,3 +487,40 @@ fn the_cli_collects_what_sae_train_reads() {
     assert!(std::fs::read_dir(&sae).unwrap().count() > 0);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The command line as clap parses it, for `GenerateArgs::options`.
+#[derive(clap::Parser)]
+struct GenerateCommand {
+    #[command(flatten)]
+    args: revelio::cli::generate::GenerateArgs,
+}
+
+fn parse_generate(args: &[&str]) -> revelio::Result<GenerateOptions> {
+    use clap::Parser;
+    let base = ["generate", "--model", "m", "--prompt", "a cat", "--out", "o", "--device", "cpu"];
+    let cmd = GenerateCommand::try_parse_from(base.iter().chain(args)).unwrap();
+    Ok(cmd.args.options()?.0)
+}
+
+/// `--preset concepts` is the stable-concepts setting (shared/spec/stable-concepts.md section
+/// 1); flags given explicitly win over it, and step 25 is one flag away.
+#[test]
+fn the_concepts_preset_is_the_studys_setting() {
+    let o = parse_generate(&["--preset", "concepts"]).unwrap();
+    assert_eq!((o.sampling.steps, o.sampling.guidance, o.sampling.eta, o.height, o.width), (50, 7.5, 0.0, 512, 512));
+    let c = o.collect.unwrap();
+    assert_eq!(c.taps, ["down_blocks.2.attentions.1:delta", "mid_block.attentions.0:delta", "up_blocks.1.attentions.0:delta"]);
+    assert_eq!((c.steps.as_slice(), c.branches.as_slice()), ([0, 24, 49].as_slice(), [Branch::Uncond, Branch::Cond].as_slice()));
+    assert_eq!((c.pooling, c.dtype), (Pooling::Tokens, DType::F32));
+
+    let o = parse_generate(&["--preset", "concepts", "--collect-steps", "0,25,49", "--collect-branch", "cond", "--height", "256"]).unwrap();
+    let c = o.collect.unwrap();
+    assert_eq!((c.steps.as_slice(), c.branches.as_slice(), o.height, o.width), ([0, 25, 49].as_slice(), [Branch::Cond].as_slice(), 256, 512));
+
+    let e = parse_generate(&["--preset", "study"]).err().unwrap().to_string();
+    assert!(e.contains("--preset study") && e.contains("concepts"), "{e}");
+    let e = parse_generate(&["--dtype", "bf16"]).err().unwrap().to_string();
+    assert!(e.contains("--dtype bf16") && e.contains("f32 only"), "{e}");
+    let e = parse_generate(&["--shard", "3/2"]).err().unwrap().to_string();
+    assert!(e.contains("--shard 3/2"), "{e}");
+}

@@ -2,7 +2,6 @@
 //! extraction (`revelio extract`), generation (`revelio generate`: prompts, images, the
 //! activations collected while sampling), and the store both write and the trainers read.
 
-pub mod cli;
 pub mod collect;
 pub mod conditioning;
 pub mod dataset;

@@ -9,10 +9,8 @@
 pub mod clip;
 pub mod common;
 pub mod component;
-pub mod bench;
 pub mod ddim;
 pub mod dit;
-pub mod forward;
 pub mod hooks;
 pub mod ldm;
 pub mod pipeline;

@@ -4,12 +4,13 @@
 //! (or plain mse) --b-dec-init median --rows position --batch 4096 --lr 1e-4 --warmup 0
 //! --adam-eps 6.25e-10` (docs/sae.md).
 
-use super::checkpoint::{self, Provenance};
-use super::data::{self, RowKind, Rows};
-use super::loss::{AuxConfig, LossKind};
-use super::metrics;
-use super::model::Init;
-use super::train::{self, BDecInit, Decay, Moments, TrainConfig, TrainOptions};
+use super::args::device;
+use crate::sae::checkpoint::{self, Provenance};
+use crate::sae::data::{self, RowKind, Rows};
+use crate::sae::loss::{AuxConfig, LossKind};
+use crate::sae::metrics;
+use crate::sae::model::Init;
+use crate::sae::train::{self, BDecInit, Decay, Moments, TrainConfig, TrainOptions};
 use crate::analysis::{self, explorer::ReportMeta, top::RankBy, AnalyzeOptions};
 use crate::features::FeatureStore;
 use crate::io::{save_safetensors, write_atomic};
@@ -276,7 +277,7 @@ pub fn run(cmd: SaeCommand) -> Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
+    let device = device(&a.device)?;
     let kind = rows_kind(a.source.rows.as_deref(), RowKind::Image)?;
     let (rows, prov) = match (&a.source.features, &a.source.input) {
         (Some(dir), None) => {
@@ -390,7 +391,7 @@ fn check_d(rows: &Rows, d_in: usize, what: &str) -> Result<()> {
 }
 
 fn encode_cmd(a: EncodeArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
+    let device = device(&a.device)?;
     let (sae, info) = checkpoint::load_sae(&a.sae, &device)?;
     let (rows, _) = rows_for(&info, &a.source, |store, split| Ok(store.split_indices(split)), &device)?;
     check_d(&rows, sae.cfg.d_in, "the features")?;
@@ -420,7 +421,7 @@ fn encode_cmd(a: EncodeArgs) -> Result<()> {
 }
 
 fn eval_cmd(a: EvalArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
+    let device = device(&a.device)?;
     let (sae, info) = checkpoint::load_sae(&a.sae, &device)?;
     let held = info.provenance.holdout_images.clone();
     let same_store = a.source.features.as_ref().is_none_or(|f| f.display().to_string() == info.provenance.source);
@@ -469,7 +470,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
 }
 
 fn analyze_cmd(a: AnalyzeArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
+    let device = device(&a.device)?;
     let (sae, info) = checkpoint::load_sae(&a.sae, &device)?;
     let dir = match &a.source.features {
         Some(d) => d.clone(),

@@ -3,8 +3,8 @@
 //! images/s, peak device memory, the FLOPs the pass ran (counted by the matrix ops, so an early
 //! stop after the deepest tap counts less) and their fraction of the measured matrix rate.
 
-use super::component::{self, Component};
-use super::forward::parse_dtype;
+use crate::models::component::{self, Component};
+use super::args::{compute_dtype, device};
 use crate::bench::{measure_ceilings, time};
 use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
@@ -110,8 +110,8 @@ fn inputs_for(model: &Component, args: &BenchArgs, dtype: DType, device: &Device
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let device = Device::parse(&args.device)?;
-    let dtype = parse_dtype(args.dtype.as_deref().unwrap_or(if device.is_cpu() { "f32" } else { "bf16" }), &device)?;
+    let device = device(&args.device)?;
+    let dtype = compute_dtype("--dtype", args.dtype.as_deref().unwrap_or(if device.is_cpu() { "f32" } else { "bf16" }), &device)?;
     let model = component::load(&args.model, args.component.as_deref(), args.config.as_deref(), dtype, &device)?;
     let inputs = inputs_for(&model, args, dtype, &device)?;
 
