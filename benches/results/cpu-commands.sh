@@ -5,9 +5,9 @@ cargo bench --bench conv      -- --device cpu --torch benches/results/torch-cpu.
 cargo bench --bench attention -- --device cpu --torch benches/results/torch-cpu.json --json benches/results/attention-cpu.json
 cargo bench --bench norm      -- --device cpu --torch benches/results/torch-cpu.json --json benches/results/norm-cpu.json
 
-# benches/results/generate-cpu.json (2026-12-03, the same machine, with other builds running on it:
-# both sides timed in the same run; revelio is target/release/revelio at commit 85d17db, copied to
-# /tmp so that a rebuild could not replace it mid-run).
+# benches/results/generate-cpu.json (2026-12-03, the same machine, with other builds running on it,
+# load about 5 (in the JSON): both sides timed in the same run; revelio is target/release/revelio
+# built at commit 6df6622, copied to /tmp so that a rebuild could not replace it mid-run).
 P=/work/venv/bin/python S=tools/reference/bench_generate_torch.py X=/tmp/gb
 $P $S --make $X && $P $S --run $X --images 4 --revelio-bin /tmp/revelio-bench
 cp $X/bench_generate.json benches/results/generate-cpu.json

@@ -12,8 +12,10 @@ CFG branches of 2 prompts), on the CPU in f32.
       1. diffusers: StableDiffusionPipeline.from_pretrained (f32, the folder's DDIMScheduler),
          torch.set_num_threads(T), the prompts in batches of 2 from revelio's initial latents
          (rng::derive(seed, [i, 0]), ported in common.py), output_type "np"; each batch's wall
-         time (text encoder, 5 steps, VAE decode). The first batch is also timed and reported
-         apart (oneDNN primitive creation), the figure is the batches after it.
+         time (text encoder, 5 steps, VAE decode); then one U-Net call on a batch's 4 rows and
+         one VAE decode of 2 latents, timed alone (revelio's: its sampling and decode times over
+         the calls and batches made), to show where the time goes. The first batch is also
+         timed and reported apart (oneDNN primitive creation), the figure is the batches after it.
       2. revelio: `revelio generate --model OUT_DIR/pipeline --prompts OUT_DIR/prompts.txt
          --out OUT_DIR/revelio --steps 5 --guidance 7.5 --height 256 --width 256 --batch-size 2
          --device cpu --dtype f32 --save-latents --shard-size 2`, RAYON_NUM_THREADS=T, into a
@@ -71,6 +73,12 @@ def machine(threads):
             "diffusers": __import__("diffusers").__version__, "transformers": __import__("transformers").__version__}
 
 
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def run_diffusers(args, prompts, size):
     from diffusers import StableDiffusionPipeline
 
@@ -98,10 +106,16 @@ def run_diffusers(args, prompts, size):
                        guidance_scale=GUIDANCE, latents=latents, output_type="np", callback_on_step_end=keep_final)
             batches.append(time.perf_counter() - t0)
             images.append(torch.from_numpy(out.images))
+        # Where a batch's time goes: one U-Net call on its 2 * BATCH rows, one VAE decode of BATCH
+        # (the faster of two calls).
+        x, ctx = torch.randn(2 * BATCH, *shape), torch.randn(2 * BATCH, 77, pipe.text_encoder.config.hidden_size)
+        unet_call = min(timed(lambda: pipe.unet(x, 500, ctx)) for _ in range(2))
+        vae_decode = min(timed(lambda: pipe.vae.decode(x[:BATCH] / pipe.vae.config.scaling_factor)) for _ in range(2))
     # The batches after the first (all of them when there is one).
     later, later_images = (batches[1:], len(prompts) - BATCH) if len(batches) > 1 else (batches, len(prompts))
     row = {"load_s": load_s, "batch_s": batches, "images_per_s": later_images / sum(later),
            "images_per_s_all_batches": len(prompts) / sum(batches),
+           "unet_call_s": unet_call, "vae_decode_batch_s": vae_decode,
            "scheduler": type(pipe.scheduler).__name__, "attention": "diffusers default (AttnProcessor2_0, SDPA)"}
     return row, torch.cat(finals), torch.cat(images)
 
@@ -119,9 +133,11 @@ def run_revelio(args, size):
     images, elapsed = int(m.group(1)), float(m.group(2))
     text, sampling, decode, write = (float(tm.group(i)) for i in range(1, 5))
     loop = text + sampling + decode
+    batches = -(-images // BATCH)
     row = {"command": "RAYON_NUM_THREADS=%d " % args.threads + " ".join(cmd), "images": images, "wall_s": wall,
            "elapsed_s": elapsed, "prompts_and_latents_s": text, "sampling_s": sampling, "decode_s": decode,
-           "write_s": write, "images_per_s": images / loop, "images_per_s_whole_command": images / wall,
+           "write_s": write, "unet_call_s": sampling / (batches * STEPS), "vae_decode_batch_s": decode / batches,
+           "images_per_s": images / loop, "images_per_s_whole_command": images / wall,
            "note": "images_per_s: images over text encoding + sampling + VAE decode (revelio prints times to 0.1 s); "
                    "whole command: model load, PNG and latent writes included"}
     return row, out
