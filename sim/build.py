@@ -219,12 +219,14 @@ def write_if_changed(path, text):
 
 
 def compile_all(jobs, cxx, flags, units, obj_dir, extra_inputs):
-    """Compiles (source, object) pairs whose inputs changed; returns the object paths."""
+    """Compiles (source, object, own inputs) units whose inputs changed (the flags, the source, the
+    files it alone includes, every shared header); returns the object paths."""
     stamp_extra = "".join(open(p).read() for p in sorted(extra_inputs))
 
     def one(unit):
-        src, obj = unit
-        key = hashlib.sha256((" ".join(flags) + open(src).read() + stamp_extra).encode()).hexdigest()
+        src, obj, own = unit
+        text = open(src).read() + "".join(open(p).read() for p in own)
+        key = hashlib.sha256((" ".join(flags) + text + stamp_extra).encode()).hexdigest()
         stamp = obj + ".key"
         if os.path.exists(obj) and os.path.exists(stamp) and open(stamp).read() == key:
             return obj
@@ -283,7 +285,7 @@ def main():
             regs.append(f'::rsim::KernelReg rsim_kernel_{i}("{name}", "{k}", &{sig}::thunk<&{k}>, {sig}::count, {sig}::bytes);')
         tu = os.path.join(gen, name + ".cpp")
         write_if_changed(tu, f'#include "{name}.body.cpp"\nnamespace {{\n' + "\n".join(regs) + "\n}  // namespace\n")
-        return (tu, os.path.join(obj, name + ".o")), kernels
+        return (tu, os.path.join(obj, name + ".o"), [os.path.join(gen, name)]), kernels
 
     units, all_kernels = [], []
     for name in sources:
@@ -296,12 +298,12 @@ def main():
                      f'extern const char* const kernel_dir = "{kdir}";\n'
                      f'extern const char* const kernel_hash = "{src_hash}";\n'
                      "}  // namespace rsim\n")
-    runtime = [(info, os.path.join(obj, "build_info.o"))] + [(os.path.join(SIM, "src", s), os.path.join(obj, s + ".o")) for s in RUNTIME]
+    runtime = [(info, os.path.join(obj, "build_info.o"), [])] + [(os.path.join(SIM, "src", s), os.path.join(obj, s + ".o"), []) for s in RUNTIME]
     headers = [os.path.join(SIM, "include", "rsim.h")] + [os.path.join(SIM, "src", h) for h in os.listdir(os.path.join(SIM, "src")) if h.endswith(".h")]
     headers += [os.path.join(gen, n) for n in sources if n.endswith(".cuh")]
     objects = compile_all(args.jobs, args.cxx, flags, units + runtime, obj, headers)
     runtime_objs = objects[len(units):]
-    cublas_objs = compile_all(args.jobs, args.cxx, flags, [(os.path.join(SIM, "src", s), os.path.join(obj, s + ".o")) for s in CUBLAS], obj, headers)
+    cublas_objs = compile_all(args.jobs, args.cxx, flags, [(os.path.join(SIM, "src", s), os.path.join(obj, s + ".o"), []) for s in CUBLAS], obj, headers)
 
     link = [args.cxx, "-shared"] + (["-fsanitize=address,undefined"] if args.asan else [])
     run(link + ["-Wl,-soname,libcuda.so", "-o", os.path.join(out, "libcuda.so")] + objects + ["-lpthread", "-ldl"])

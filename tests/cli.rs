@@ -112,17 +112,43 @@ mod forward {
     #[test]
     fn vae_clip_and_dit_outputs_match_the_reference() {
         let dir = tmp("components");
-        // VAE: encode `sample` (images), decode `latents`.
-        let vae_io = SafeTensorsFile::open(fixtures("vae/sd.safetensors")).unwrap();
-        let inputs = dir.join("vae_in.safetensors");
-        let (images, latents) = (load(&vae_io, "images"), load(&vae_io, "latents"));
-        save_safetensors(&inputs, &[("sample", &images), ("latents", &latents)], None).unwrap();
-        let out = dir.join("vae_out.safetensors");
-        run(&["forward", "--model", fixtures("vae/sd").to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
-        let got = SafeTensorsFile::open(&out).unwrap();
-        for key in ["latent_mean", "latent_logvar", "decoded"] {
-            let e = rel(&load(&got, key), &load(&vae_io, key));
-            assert!(e <= 1e-4, "vae {key}: relative L2 {e:.2e}");
+        // VAE: encode `sample` (images), decode `latents`, with the fixture's taps in both halves.
+        for name in ["sd", "lite"] {
+            let vae_io = SafeTensorsFile::open(fixtures(&format!("vae/{name}.safetensors"))).unwrap();
+            let taps: Vec<String> = serde_json::from_str(&vae_io.metadata()["taps"]).unwrap();
+            assert!(taps.iter().any(|t| t.starts_with("decoder.")) && taps.iter().any(|t| t.starts_with("encoder.")));
+            let inputs = dir.join("vae_in.safetensors");
+            let (images, latents) = (load(&vae_io, "images"), load(&vae_io, "latents"));
+            save_safetensors(&inputs, &[("sample", &images), ("latents", &latents)], None).unwrap();
+            let out = dir.join("vae_out.safetensors");
+            let model = fixtures(&format!("vae/{name}"));
+            let tap_arg = taps.join(",");
+            run(&["forward", "--model", model.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--out", out.to_str().unwrap(), "--taps", &tap_arg, "--device", "cpu"]);
+            let got = SafeTensorsFile::open(&out).unwrap();
+            let keys = ["latent_mean", "latent_logvar", "decoded"].map(|k| (k.to_string(), k.to_string()));
+            for (ours, theirs) in keys.into_iter().chain(taps.iter().map(|t| (t.clone(), format!("tap.{t}")))) {
+                let e = rel(&load(&got, &ours), &load(&vae_io, &theirs));
+                assert!(e <= 1e-4, "vae {name} {ours}: relative L2 {e:.2e}");
+            }
+            // Decoder taps alone, with --taps-only: the decode pass stops after the deepest.
+            let only = dir.join("vae_dec_in.safetensors");
+            save_safetensors(&only, &[("latents", &latents)], None).unwrap();
+            let dec_taps: Vec<&String> = taps.iter().filter(|t| t.starts_with("decoder.")).collect();
+            let dec_arg = dec_taps.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",");
+            run(&["forward", "--model", model.to_str().unwrap(), "--inputs", only.to_str().unwrap(), "--out", out.to_str().unwrap(), "--taps", &dec_arg, "--taps-only", "--device", "cpu"]);
+            let got = SafeTensorsFile::open(&out).unwrap();
+            assert_eq!(got.keys().len(), dec_taps.len(), "{:?}", got.keys());
+            for t in dec_taps {
+                let e = rel(&load(&got, t), &load(&vae_io, &format!("tap.{t}")));
+                assert!(e <= 1e-4, "vae {name} {t} (taps only): relative L2 {e:.2e}");
+            }
+            // An encoder tap with no images to encode is named with the input it needs.
+            let res = bin()
+                .args(["forward", "--model", model.to_str().unwrap(), "--inputs", only.to_str().unwrap(), "--out", "/dev/null", "--taps", "encoder.mid_block", "--device", "cpu"])
+                .output()
+                .unwrap();
+            let err = String::from_utf8(res.stderr).unwrap();
+            assert!(!res.status.success() && err.contains("encoder.mid_block") && err.contains("`sample`"), "{err}");
         }
         // CLIP text encoder.
         let clip_io = fixtures("clip/gelu_eos500.safetensors");

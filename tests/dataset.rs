@@ -218,6 +218,17 @@ fn hf_parquet_label_column_errors_and_choice() {
     let opts = DatasetOptions { columns: Columns { caption: Some("nope".into()), label: Some("fine_label".into()), ..Default::default() }, ..Default::default() };
     let err = Dataset::open(&file, &opts).err().unwrap().to_string();
     assert!(err.contains("no caption column `nope`"), "{err}");
+    // FGVC-Aircraft's layout: no `label`, so labels come from `variant` (not `family`), as the
+    // reference's loader takes them; a named column still wins.
+    let file = fixtures().join("aircraft/train.parquet");
+    let want = &expected()["aircraft_variant"];
+    let ds = Dataset::open(&file, &DatasetOptions::default()).unwrap();
+    let labels: Vec<i64> = want["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(ds.entries().iter().map(|e| e.label).collect::<Vec<_>>(), labels);
+    let names: Vec<&str> = want["names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(ds.class_names(), names);
+    let opts = DatasetOptions { columns: Columns { label: Some("family".into()), ..Default::default() }, ..Default::default() };
+    assert_eq!(Dataset::open(&file, &opts).unwrap().entries().iter().map(|e| e.label).collect::<Vec<_>>(), [1, 0, 1]);
 }
 
 #[test]

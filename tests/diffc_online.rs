@@ -6,7 +6,7 @@
 
 mod common;
 
-use revelio::diffc::data::{FeatureSource, Split};
+use revelio::diffc::data::{FeatureSource, Split, StoreSource, TokenLayout};
 use revelio::diffc::online::{BatchPlan, OnlineOptions, OnlineSource, TestNoise, ONLINE_REPORT};
 use revelio::diffc::train::{read_metrics, shuffle, train, ModelOptions, TrainConfig, CHECKPOINT, METRICS, WEIGHTS};
 use revelio::features::conditioning::{Conditioning, DitClass};
@@ -80,6 +80,7 @@ fn options(data: &Path) -> OnlineOptions {
         test_noise: TestNoise::Epoch,
         dit_noise: false,
         dit_class: DitClass::Null,
+        token_layout: TokenLayout::Map,
         workers: Some(2),
         plan: BatchPlan { batch_size: 4, test_batch_size: 4, epochs: 2 },
     }
@@ -148,17 +149,14 @@ fn train_features_equal_the_pipeline_run_by_hand() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn fixed_test_noise_gives_what_extract_stores() {
-    let dir = tmp("extract");
-    let data = folder(&dir);
-    let store = dir.join("store");
-    let eo = ExtractOptions {
-        model: sd(),
-        dataset: data.join("test"),
+/// `revelio extract` of `dataset` with `model` at layer `layer`, t = T, R px, full maps, seed SEED.
+fn extract_options(model: &Path, dataset: &Path, out: &Path, layer: &str) -> ExtractOptions {
+    ExtractOptions {
+        model: model.to_path_buf(),
+        dataset: dataset.to_path_buf(),
         dataset_options: DatasetOptions::default(),
-        out: store.clone(),
-        layers: vec!["up.1".into()],
+        out: out.to_path_buf(),
+        layers: vec![layer.into()],
         timesteps: vec![T],
         resolution: R,
         batch_size: 5,
@@ -177,7 +175,15 @@ fn fixed_test_noise_gives_what_extract_stores() {
         latent_cache: None,
         workers: Some(2),
         max_shards: None,
-    };
+    }
+}
+
+#[test]
+fn fixed_test_noise_gives_what_extract_stores() {
+    let dir = tmp("extract");
+    let data = folder(&dir);
+    let store = dir.join("store");
+    let eo = extract_options(&sd(), &data.join("test"), &store, "up.1");
     extract(&eo, false).unwrap();
     let stored = FeatureStore::open(&store).unwrap().read_all("up.1", T, DType::F32, &Device::Cpu).unwrap().to_f32_vec().unwrap();
 
@@ -330,5 +336,135 @@ fn command_line_trains_online_and_reports_the_loop() {
         .output()
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--online"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A DiT pipeline folder: the DiT fixture's transformer (16 channels, patch 2) and the extract
+/// fixture's VAE.
+fn dit_pipeline(dir: &Path) -> PathBuf {
+    let model = dir.join("dit");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for (from, to) in [("tests/fixtures/dit/c1000/transformer", "transformer"), ("tests/fixtures/extract/sd/vae", "vae")] {
+        std::fs::create_dir_all(model.join(to)).unwrap();
+        for f in std::fs::read_dir(root.join(from)).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), model.join(to).join(f.file_name())).unwrap();
+        }
+    }
+    model
+}
+
+#[test]
+fn dit_features_come_as_maps_or_as_the_references_raw_view_of_tokens() {
+    let dir = tmp("dit-layout");
+    let data = folder(&dir);
+    let model = dit_pipeline(&dir);
+    let dit = |layout| OnlineOptions { model: model.clone(), layer: "block.1".into(), test_noise: TestNoise::Fixed, token_layout: layout, ..options(&data) };
+    let mut map = OnlineSource::open(&dit(TokenLayout::Map)).unwrap();
+    let mut view = OnlineSource::open(&dit(TokenLayout::View)).unwrap();
+    let [d, h, w] = map.feature_shape();
+    assert_eq!(view.feature_shape(), [d, h, w]);
+    let items = [0, 1, 2];
+    let m = map.features(Split::Test, 0, &items, DType::F32, &Device::Cpu).unwrap().to_f32_vec().unwrap();
+    let v = view.features(Split::Test, 0, &items, DType::F32, &Device::Cpu).unwrap().to_f32_vec().unwrap();
+    // view[b] is image b's token buffer [T, D] (token t = y*w + x holds map[b, :, y, x]) read as
+    // [D, h, w]: its element i is channel i % D of token i / D.
+    let per = d * h * w;
+    for b in 0..items.len() {
+        for i in 0..per {
+            assert_eq!(v[b * per + i], m[b * per + (i % d) * h * w + i / d], "image {b}, element {i}");
+        }
+    }
+    assert_ne!(m, v);
+    assert_eq!(view.describe()["token_layout"], "view");
+    assert!(map.describe().get("token_layout").is_none());
+
+    // A DiT store: `diffc train --token-layout view` reads it as the online source does, the run
+    // records it, and `diffc eval` reads the store the same way.
+    let store = dir.join("store");
+    let eo = extract_options(&model, &data.join("test"), &store, "block.1");
+    extract(&eo, false).unwrap();
+    let mut stored = StoreSource::open(&store, "block.1", T, "", "", TokenLayout::View).unwrap();
+    let s = stored.features(Split::Test, 0, &items, DType::F32, &Device::Cpu).unwrap().to_f32_vec().unwrap();
+    common::assert_close("DiT store read as the raw view vs online", &s, &v, 1e-5);
+    let exe = env!("CARGO_BIN_EXE_revelio");
+    let train_cmd = |layout: &str, out: &Path| {
+        std::process::Command::new(exe)
+            .args(["diffc", "train", "--features"])
+            .arg(&store)
+            .args(["--layer", "block.1", "--timestep", "25", "--train-split", "", "--test-split", "", "--epochs", "1"])
+            .args(["--widths", "8,8", "--batch-size", "4", "--dropout", "0", "--device", "cpu", "--token-layout", layout, "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let run = dir.join("run-view");
+    let out = train_cmd("view", &run);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["source"]["token_layout"], "view");
+    let out = train_cmd("map", &run);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("token_layout"), "{err}");
+    let out = std::process::Command::new(exe).args(["diffc", "eval", "--classifier"]).arg(&run).arg("--features").arg(&store).args(["--split", "", "--device", "cpu"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The raw view is DiT's: a U-Net's features refuse it.
+    let err = OnlineSource::open(&OnlineOptions { token_layout: TokenLayout::View, ..options(&data) }).err().unwrap().to_string();
+    assert!(err.contains("--token-layout view") && err.contains("sd"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_online_sweep_trains_each_run_as_train_online_does() {
+    let dir = tmp("sweep");
+    let data = folder(&dir);
+    let exe = env!("CARGO_BIN_EXE_revelio");
+    let common_args = ["--resolution", "16", "--epochs", "1", "--widths", "8,8", "--batch-size", "4", "--dropout", "0", "--test-noise", "fixed", "--workers", "2", "--device", "cpu"];
+    let sweep = dir.join("sweep");
+    let out = std::process::Command::new(exe)
+        .args(["diffc", "sweep", "--online", "--model"])
+        .arg(sd())
+        .arg("--dataset")
+        .arg(&data)
+        .args(["--layers", "up.1,mid", "--timesteps", "25"])
+        .args(common_args)
+        .arg("--out")
+        .arg(&sweep)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = std::fs::read_to_string(sweep.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(sweep.join("sweep.png").is_file() && sweep.join("index.html").is_file());
+    let run = dir.join("run");
+    let out = std::process::Command::new(exe)
+        .args(["diffc", "train", "--online", "--model"])
+        .arg(sd())
+        .arg("--dataset")
+        .arg(&data)
+        .args(["--layer", "up.1", "--timestep", "25"])
+        .args(common_args)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (common::file_bits(&sweep.join("up.1_t25").join(WEIGHTS)), common::file_bits(&run.join(WEIGHTS)));
+    assert!(a == b, "the sweep's up.1 run differs from `diffc train --online`");
+    // A layer the model does not have is refused before any run trains.
+    let bad = dir.join("bad");
+    let out = std::process::Command::new(exe)
+        .args(["diffc", "sweep", "--online", "--model"])
+        .arg(sd())
+        .arg("--dataset")
+        .arg(&data)
+        .args(["--layers", "up.1,up.9", "--timesteps", "25"])
+        .args(common_args)
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("up.9") && !bad.join("up.1_t25").exists(), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

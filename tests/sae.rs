@@ -13,7 +13,7 @@ use revelio::ops::sae::{self as ops, Code};
 use revelio::sae::checkpoint::{self, Provenance};
 use revelio::sae::data::{self, RowKind, Rows};
 use revelio::sae::loss::{auxk, main_loss, AuxConfig, LossKind};
-use revelio::sae::train::{self, BDecInit, Moments, TrainConfig, TrainOptions};
+use revelio::sae::train::{self, BDecInit, Decay, Moments, TrainConfig, TrainOptions};
 use revelio::sae::{Init, Sae, SaeConfig, SaeParams};
 use revelio::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
@@ -369,8 +369,76 @@ fn same_seed_same_weights_and_resume_equals_an_uninterrupted_run() {
     let other = train::train(&TrainConfig { seed: 43, ..cfg.clone() }, &rows, &b, &prov(), &TrainOptions { restart: true, stop_after: None }).unwrap();
     assert_ne!(all_params(&full)[0], all_params(&other)[0]);
     let err = train::train(&TrainConfig { k: 3, ..cfg }, &rows, &c, &prov(), &TrainOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("another run") && err.contains("--restart"), "{err}");
+    assert!(err.contains("another run") && err.contains("--k: 4 -> 3") && err.contains("--restart"), "{err}");
     for dir in [a, b, c] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn the_checkpoint_is_one_file_and_a_legacy_pair_still_resumes() {
+    let (d, m) = (8, 10);
+    let (x, _) = planted(300, d, m, 71);
+    let rows = rows_of(x);
+    let cfg = TrainConfig { checkpoint_every: 3, ..small_cfg(d, 24, 3, 8) };
+    let (a, c) = (tmpdir("one-file-a"), tmpdir("one-file-c"));
+    let full = train::train(&cfg, &rows, &a, &prov(), &TrainOptions::default()).unwrap();
+    let cut = train::train(&cfg, &rows, &c, &prov(), &TrainOptions { restart: false, stop_after: Some(5) }).unwrap();
+    assert_eq!(cut.step, 5);
+    // One file, its step counters in the header; nothing else beside it.
+    let path = c.join(checkpoint::STATE);
+    let meta = revelio::io::SafeTensorsFile::open(&path).unwrap().metadata();
+    let state: serde_json::Value = serde_json::from_str(&meta["state"]).unwrap();
+    assert_eq!(state["step"], 3);
+    assert!(!c.join(checkpoint::LEGACY_STATE_META).exists());
+    // The older layout: the same tensors with no metadata, the counters in checkpoint.json.
+    let tensors = revelio::io::SafeTensorsFile::open(&path).unwrap().load_all(&Device::Cpu).unwrap();
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    revelio::io::save_safetensors(&path, &refs, None).unwrap();
+    std::fs::write(c.join(checkpoint::LEGACY_STATE_META), &meta["state"]).unwrap();
+    let resumed = train::train(&cfg, &rows, &c, &prov(), &TrainOptions::default()).unwrap();
+    assert_eq!(all_params(&full), all_params(&resumed), "resumed from the legacy pair");
+    assert!(!c.join(checkpoint::LEGACY_STATE_META).exists(), "the next checkpoint replaces the legacy pair");
+    // A checkpoint with neither is refused with the way out.
+    revelio::io::save_safetensors(&path, &refs, None).unwrap();
+    let err = train::train(&cfg, &rows, &c, &prov(), &TrainOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("step counters") && err.contains("--restart"), "{err}");
+    for dir in [a, c] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn a_finished_run_extends_to_what_a_run_started_with_more_steps_gives() {
+    let (d, m) = (8, 10);
+    let (x, _) = planted(300, d, m, 72);
+    let rows = rows_of(x);
+    let short = small_cfg(d, 24, 3, 6);
+    let long = TrainConfig { steps: 11, ..short.clone() };
+    let (a, b) = (tmpdir("extend-a"), tmpdir("extend-b"));
+    let direct = train::train(&long, &rows, &a, &prov(), &TrainOptions::default()).unwrap();
+    train::train(&short, &rows, &b, &prov(), &TrainOptions::default()).unwrap();
+    let extended = train::train(&long, &rows, &b, &prov(), &TrainOptions::default()).unwrap();
+    assert_eq!(extended.step, 11);
+    assert_eq!(all_params(&direct), all_params(&extended), "extended run equals one started with --steps 11");
+    assert_eq!(std::fs::read(a.join(checkpoint::WEIGHTS)).unwrap(), std::fs::read(b.join(checkpoint::WEIGHTS)).unwrap());
+    // Fewer steps than already run, and a decay whose start moves over steps already run, are refused.
+    let err = train::train(&TrainConfig { steps: 4, ..long.clone() }, &rows, &b, &prov(), &TrainOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("--steps 4") && err.contains("already run 11"), "{err}");
+    let decayed = TrainConfig { decay: Decay::Linear, decay_start: 0.5, ..short.clone() };
+    let c = tmpdir("extend-c");
+    train::train(&decayed, &rows, &c, &prov(), &TrainOptions::default()).unwrap();
+    let err = train::train(&TrainConfig { steps: 11, ..decayed.clone() }, &rows, &c, &prov(), &TrainOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("--steps 6 -> 11") && err.contains("step 5,") && err.contains("learning rate"), "{err}");
+    // Before the decay starts, it may still grow: killed at step 2 of 6 (decay from step 3),
+    // resumed with --steps 11 (decay from step 5), as a run started with 11.
+    let (e, f) = (tmpdir("extend-e"), tmpdir("extend-f"));
+    let opts = TrainOptions { restart: false, stop_after: Some(2) };
+    train::train(&TrainConfig { checkpoint_every: 2, ..decayed.clone() }, &rows, &e, &prov(), &opts).unwrap();
+    let grown = train::train(&TrainConfig { steps: 11, ..decayed.clone() }, &rows, &e, &prov(), &TrainOptions::default()).unwrap();
+    let started = train::train(&TrainConfig { steps: 11, ..decayed }, &rows, &f, &prov(), &TrainOptions::default()).unwrap();
+    assert_eq!(all_params(&grown), all_params(&started));
+    for dir in [a, b, c, e, f] {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -113,6 +113,7 @@ struct Block {
     uint64_t rng = 0;
     std::vector<unsigned> perm;  // this round's order (random), else unused
     unsigned cursor = 0;         // position in the round of the running thread
+    unsigned lowest = 0;         // greedy: no thread below this index is ready
     bool failed = false;
     std::string error;
 };
@@ -242,14 +243,16 @@ unsigned at(const Block& b, unsigned p) {
 
 // The next ready thread of this round after the running one (greedy: the lowest ready one).
 Fiber* next_ready(Block& b) {
-    const unsigned from = options().order == Order::Greedy ? 0 : b.cursor + 1;
-    for (unsigned p = from; p < b.n; ++p) {
+    const bool greedy = options().order == Order::Greedy;
+    for (unsigned p = greedy ? b.lowest : b.cursor + 1; p < b.n; ++p) {
         Fiber& f = b.f[at(b, p)];
         if (f.state == State::Ready) {
             b.cursor = p;
+            if (greedy) b.lowest = p;
             return &f;
         }
     }
+    if (greedy) b.lowest = b.n;
     return nullptr;
 }
 
@@ -422,6 +425,7 @@ void complete(Block& b, Warp& w, Fiber* me) {
     for (unsigned l = 0; l < 32; ++l)
         if (mask & (1u << l)) lanes[l].state = State::Ready;
     w.waiting &= ~mask;
+    b.lowest = std::min(b.lowest, me->warp * 32 + (unsigned)__builtin_ctz(mask));
 }
 
 // ---------------------------------------------------------------- cp.async
@@ -516,6 +520,7 @@ void release_barrier(Block& b) {
         count += f.bar_pred != 0;
     }
     const int result = first->bar_kind == 1 ? any : first->bar_kind == 2 ? all : count;
+    b.lowest = 0;
     for (unsigned i = 0; i < b.n; ++i) {
         Fiber& f = b.f[i];
         if (f.state != State::AtBarrier) continue;
@@ -534,7 +539,7 @@ void schedule(Worker& w, Block& b) {
         for (unsigned p = 0; p < b.n && !first; ++p) {
             if (b.f[at(b, p)].state == State::Ready) {
                 first = &b.f[at(b, p)];
-                b.cursor = p;
+                b.cursor = b.lowest = p;
             }
         }
         if (first) {

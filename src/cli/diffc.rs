@@ -1,11 +1,11 @@
 //! `revelio diffc train|eval|sweep`: the arguments (clap) and what each subcommand runs.
 
-use crate::diffc::data::{FeatureSource, FileSource, Split, StoreSource};
+use super::args::{compute_dtype, device};
+use crate::diffc::data::{FeatureSource, FileSource, Split, StoreSource, TokenLayout};
 use crate::diffc::eval::{evaluate, write_report};
 use crate::diffc::model::DiffcClassifier;
-use crate::diffc::online::{report, BatchPlan, OnlineOptions, OnlineSource, TestNoise, ONLINE_REPORT};
-use crate::diffc::sweep::sweep;
-use super::args::{compute_dtype, device};
+use crate::diffc::online::{check_layers, report, BatchPlan, OnlineOptions, OnlineSource, TestNoise, ONLINE_REPORT};
+use crate::diffc::sweep::{sweep, sweep_store};
 use crate::diffc::train::{read_run_config, train, ModelOptions, TrainConfig, TrainSummary, BEST_WEIGHTS, WEIGHTS};
 use crate::features::conditioning::{Conditioning, DitClass};
 use crate::features::dataset::DatasetFormat;
@@ -82,6 +82,11 @@ pub struct TrainOptions {
     /// The store's split to report top-1 on every epoch.
     #[arg(long, default_value = "test")]
     pub test_split: String,
+    /// DiT features: `map` (ours: channel c at (y, x) is the patch at row y, column x) or `view`
+    /// (the reference's DiTClassifier_V4: the [T, D] token buffer viewed raw as [D, h, w],
+    /// channels and positions scrambled).
+    #[arg(long, default_value = "map")]
+    pub token_layout: String,
 }
 
 impl TrainOptions {
@@ -91,6 +96,10 @@ impl TrainOptions {
             dropout: self.dropout,
             num_classes: self.num_classes,
         }
+    }
+
+    fn layout(&self) -> Result<TokenLayout> {
+        TokenLayout::parse(&self.token_layout)
     }
 
     fn train(&self) -> TrainConfig {
@@ -161,7 +170,8 @@ pub struct OnlineArgs {
     #[arg(long, default_value = "epoch", requires = "online")]
     pub test_noise: String,
     /// Condition the U-Net on this prompt instead of the empty one; `{label}` becomes the
-    /// image's class name.
+    /// image's true class name, which leaks the label into the features: a classifier on them
+    /// is not label-free.
     #[arg(long, conflicts_with = "captions", requires = "online")]
     pub prompt: Option<String>,
     /// Condition the U-Net on each image's caption (--caption-column for parquet).
@@ -182,7 +192,7 @@ pub struct OnlineArgs {
     /// Parquet: the image column (default: the HF Image feature, or image/img).
     #[arg(long, requires = "online")]
     pub image_column: Option<String>,
-    /// Parquet: the label column (default: label).
+    /// Parquet: the label column (default: label, else variant as for FGVC-Aircraft).
     #[arg(long, requires = "online")]
     pub label_column: Option<String>,
     /// Parquet: the caption column (for --captions).
@@ -231,6 +241,7 @@ impl OnlineArgs {
             test_noise: TestNoise::parse(&self.test_noise)?,
             dit_noise: self.dit_noise,
             dit_class,
+            token_layout: opts.layout()?,
             workers: self.workers,
             plan: BatchPlan { batch_size: train.batch_size, test_batch_size: train.test_batch_size, epochs: train.epochs },
         })
@@ -277,8 +288,13 @@ pub struct EvalArgs {
 #[derive(Args, Debug)]
 pub struct SweepArgs {
     /// A feature store holding every (layer, timestep) of the sweep.
-    #[arg(long)]
-    pub features: PathBuf,
+    #[arg(long, required_unless_present = "online", conflicts_with = "online")]
+    pub features: Option<PathBuf>,
+    /// Compute each run's features on the fly, as `train --online` (with --model and --dataset).
+    #[arg(long, requires_all = ["model", "dataset"])]
+    pub online: bool,
+    #[command(flatten)]
+    pub online_opts: OnlineArgs,
     /// Comma-separated layers, e.g. mid,up.0,up.1,up.2.
     #[arg(long, value_delimiter = ',', required = true)]
     pub layers: Vec<String>,
@@ -322,7 +338,7 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
     let mut source: Box<dyn FeatureSource> = match (&a.features, &a.input, a.online) {
         (Some(store), None, false) => {
             let (layer, t) = store_layer(&a.layer, a.timestep)?;
-            Box::new(StoreSource::open(store, &layer, t, &a.opts.train_split, &a.opts.test_split)?)
+            Box::new(StoreSource::open(store, &layer, t, &a.opts.train_split, &a.opts.test_split, a.opts.layout()?)?)
         }
         (None, Some(file), false) => Box::new(FileSource::open(file)?),
         (None, None, true) => return run_online(a, &device),
@@ -366,8 +382,9 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
             let layer = a.layer.clone().or_else(|| src.and_then(|s| s.get("layer")).and_then(|v| v.as_str()).map(String::from));
             let t = a.timestep.or_else(|| src.and_then(|s| s.get("timestep")).and_then(|v| v.as_u64()).map(|t| t as usize));
             let (layer, t) = store_layer(&layer, t)?;
+            let layout = TokenLayout::parse(src.and_then(|s| s.get("token_layout")).and_then(|v| v.as_str()).unwrap_or("map"))?;
             // One store split is evaluated; it fills both slots of the source.
-            (Box::new(StoreSource::open(store, &layer, t, &a.split, &a.split)?), Split::Test)
+            (Box::new(StoreSource::open(store, &layer, t, &a.split, &a.split, layout)?), Split::Test)
         }
         (None, Some(path)) => {
             let split = match a.split.as_str() {
@@ -401,16 +418,21 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
 
 pub fn run_sweep(a: &SweepArgs) -> Result<()> {
     let device = device(&a.opts.device)?;
-    let rows = sweep(
-        &a.features,
-        &a.layers,
-        &a.timesteps,
-        (&a.opts.train_split, &a.opts.test_split),
-        &a.opts.model(),
-        &a.opts.train(),
-        &a.out,
-        &device,
-    )?;
+    if a.layers.is_empty() || a.timesteps.is_empty() {
+        return Err(Error::BadOption("diffc sweep: give at least one layer and one timestep".into()));
+    }
+    let (model, train_cfg, out) = (a.opts.model(), a.opts.train(), &a.out);
+    let rows = match (&a.features, a.online) {
+        (Some(store), false) => sweep_store(store, &a.layers, &a.timesteps, (&a.opts.train_split, &a.opts.test_split), a.opts.layout()?, &model, &train_cfg, out, &device)?,
+        (None, true) => {
+            check_layers(&a.online_opts.options(&a.layers[0], a.timesteps[0], &a.opts, &device)?, &a.layers, &a.timesteps)?;
+            let mut open = |layer: &str, t: usize| -> Result<Box<dyn FeatureSource>> {
+                Ok(Box::new(OnlineSource::open(&a.online_opts.options(layer, t, &a.opts, &device)?)?))
+            };
+            sweep(&a.layers, &a.timesteps, &mut open, &model, &train_cfg, out, &device)?
+        }
+        _ => return Err(Error::BadOption("diffc sweep: give --features STORE or --online --model PIPELINE_DIR --dataset DATASET".into())),
+    };
     println!("{:<10} {:>8} {:>10} {:>10}", "layer", "timestep", "last top1", "best top1");
     for r in &rows {
         println!("{:<10} {:>8} {:>10.4} {:>10.4}", r.layer, r.timestep, r.last_test_accuracy, r.best_test_accuracy);

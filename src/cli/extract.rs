@@ -61,7 +61,8 @@ pub struct ExtractArgs {
     #[arg(long, default_value = "mean")]
     pub posterior: String,
     /// Condition the U-Net on this prompt instead of the empty one; `{label}` becomes the
-    /// image's class name (e.g. "a photo of a {label}").
+    /// image's true class name (e.g. "a photo of a {label}"), which leaks the label into the
+    /// features: a classifier on them is not label-free.
     #[arg(long, conflicts_with = "captions")]
     pub prompt: Option<String>,
     /// Condition the U-Net on each image's caption (--caption-column for parquet).
@@ -98,7 +99,7 @@ pub struct ExtractArgs {
     /// Parquet: the image column (default: the HF Image feature, or image/img).
     #[arg(long)]
     pub image_column: Option<String>,
-    /// Parquet: the label column (default: label).
+    /// Parquet: the label column (default: label, else variant as for FGVC-Aircraft).
     #[arg(long)]
     pub label_column: Option<String>,
     /// Parquet: the caption column (for --captions).

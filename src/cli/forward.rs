@@ -5,7 +5,9 @@
 //! VAE `sample` (images in [-1, 1], gives `latent_mean` and `latent_logvar`) and/or `latents`
 //! (gives `decoded`); CLIP `input_ids` [B,S] (gives `last_hidden_state`, `pooler_output` and
 //! `hidden_states.N` numbered as transformers does); DiT `hidden_states` [B,4,h,w], `timestep`
-//! [B], `class_labels` [B] (gives `sample` [B,8,h,w]). Taps are written under the names asked.
+//! [B], `class_labels` [B] (gives `sample` [B,8,h,w]). Taps are written under the names asked;
+//! a VAE's encoder taps record the encode pass (they need `sample`), its decoder taps
+//! (`post_quant_conv`, `decoder.*`) the decode pass (they need `latents`).
 
 use super::args::{compute_dtype, device};
 use crate::models::component::{self, Component};
@@ -34,7 +36,7 @@ pub struct ForwardArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Comma-separated taps (U-Net: down.N, mid, up.N, out, or any module path, `:delta` for
-    /// output minus input; DiT: block.N; VAE: encoder.down_blocks.N, ...).
+    /// output minus input; DiT: block.N; VAE: encoder.down_blocks.N, decoder.up_blocks.N, ...).
     #[arg(long, value_delimiter = ',')]
     pub taps: Vec<String>,
     /// Write only the taps: the forward pass stops after the deepest one.
@@ -74,23 +76,31 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
             outputs.extend(taps.into_values()?);
         }
         Component::Vae(vae) => {
-            let mut any = false;
-            if inputs.contains("sample") {
-                any = true;
-                let mut taps = vae.taps(&names, !args.taps_only)?;
+            let (encode, decode) = (inputs.contains("sample"), inputs.contains("latents"));
+            if !encode && !decode {
+                return Err(Error::format(&args.inputs, "a VAE needs `sample` (images to encode) and/or `latents` (to decode)"));
+            }
+            let mut taps = vae.taps(&names, !args.taps_only)?;
+            for r in taps.requests() {
+                let (in_decoder, has) = if vae.in_decoder(&r.path) { (true, decode) } else { (false, encode) };
+                if !has {
+                    let (half, needs) = if in_decoder { ("decoder", "`latents` (to decode)") } else { ("encoder", "`sample` (images to encode)") };
+                    return Err(Error::format(&args.inputs, format!("tap {} is in the {half}: the inputs need {needs} (the file has: {})", r.name, inputs.keys().join(", "))));
+                }
+            }
+            // One tap context over both halves: the encode pass, then the decode pass.
+            if encode {
                 if let Some(dist) = vae.encode_with_taps(&input(&inputs, "sample", dtype, &device)?, &mut taps)? {
                     outputs.push(("latent_mean".into(), dist.mode().clone()));
                     outputs.push(("latent_logvar".into(), dist.logvar()?));
                 }
-                outputs.extend(taps.into_values()?);
             }
-            if inputs.contains("latents") {
-                any = true;
-                outputs.push(("decoded".into(), vae.decode(&input(&inputs, "latents", dtype, &device)?)?));
+            if decode {
+                if let Some(images) = vae.decode_with_taps(&input(&inputs, "latents", dtype, &device)?, &mut taps)? {
+                    outputs.push(("decoded".into(), images));
+                }
             }
-            if !any {
-                return Err(Error::format(&args.inputs, "a VAE needs `sample` (images to encode) and/or `latents` (to decode)"));
-            }
+            outputs.extend(taps.into_values()?);
         }
         Component::TextEncoder(clip) => {
             let ids = input(&inputs, "input_ids", DType::I64, &Device::Cpu)?;

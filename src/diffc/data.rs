@@ -48,6 +48,63 @@ pub trait FeatureSource {
     fn features(&mut self, split: Split, epoch: usize, items: &[usize], dtype: DType, device: &Device) -> Result<Tensor>;
 }
 
+/// How a DiT block's tokens [T, D] become the classifier's input map [D, h, w] (T = h * w).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLayout {
+    /// Channel c at (y, x) is channel c of the patch at row y, column x (ours, the default; the
+    /// layout of every DiT tap and stored map, docs/dit.md).
+    Map,
+    /// The reference's `DiTClassifier_V4`: a raw `view` of the row-major [T, D] token buffer as
+    /// [D, h, w], which scrambles channels and positions (spec section 3).
+    View,
+}
+
+impl TokenLayout {
+    pub fn parse(s: &str) -> Result<TokenLayout> {
+        match s {
+            "map" => Ok(TokenLayout::Map),
+            "view" => Ok(TokenLayout::View),
+            _ => Err(Error::BadOption(format!("--token-layout {s}: expected map or view"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenLayout::Map => "map",
+            TokenLayout::View => "view",
+        }
+    }
+
+    /// Adds `token_layout` to a source's description unless it is the default (so runs made
+    /// before the option still resume).
+    pub fn describe_in(self, d: &mut serde_json::Value) {
+        if let (TokenLayout::View, Some(o)) = (self, d.as_object_mut()) {
+            o.insert("token_layout".into(), json!(self.name()));
+        }
+    }
+
+    /// f: DiT maps [B, D, h, w] (our layout) -> the classifier's input [B, D, h, w].
+    pub fn apply(self, f: Tensor) -> Result<Tensor> {
+        match self {
+            TokenLayout::Map => Ok(f),
+            TokenLayout::View => {
+                let dims = f.dims().to_vec();
+                // [B, D, h, w] -> tokens [B, h*w, D], the buffer the reference views as [B, D, h, w].
+                crate::ops::nchw_to_tokens(&f)?.reshape(dims)
+            }
+        }
+    }
+}
+
+/// Errors unless `layout` fits a model of kind `kind` ("dit", "sd", or "" when unknown):
+/// `view` is DiT's only.
+pub fn check_layout(layout: TokenLayout, kind: &str, what: &str) -> Result<()> {
+    if layout == TokenLayout::View && kind != "dit" {
+        return Err(Error::BadOption(format!("--token-layout view is for DiT features; {what} come from a model of kind `{kind}`")));
+    }
+    Ok(())
+}
+
 /// Reads the rows `rows` (any order) of a per-image tensor, one `read(start, count)` per run of
 /// consecutive rows, and joins them: [rows.len(), ...].
 fn gather(rows: &[usize], dims: &[usize], dtype: DType, mut read: impl FnMut(usize, usize) -> Result<Tensor>) -> Result<Tensor> {
@@ -88,17 +145,21 @@ pub struct StoreSource {
     /// Store indices of each split's items.
     indices: [Vec<usize>; 2],
     labels: [Vec<i64>; 2],
+    layout: TokenLayout,
 }
 
 impl StoreSource {
     /// Opens `dir` for (layer, timestep) with the store's splits named `train_split` and
-    /// `test_split`. Errors name the store when the layer or timestep is missing, the features
-    /// are not maps, or a split has no images.
-    pub fn open(dir: &Path, layer: &str, timestep: usize, train_split: &str, test_split: &str) -> Result<StoreSource> {
+    /// `test_split`, DiT maps read in `layout`. Errors name the store when the layer or
+    /// timestep is missing, the features are not maps, a split has no images, or `view` is
+    /// asked of a store not made by DiT.
+    pub fn open(dir: &Path, layer: &str, timestep: usize, train_split: &str, test_split: &str, layout: TokenLayout) -> Result<StoreSource> {
         let store = FeatureStore::open(dir)?;
         let shape = store.feature_shape(layer, timestep)?;
         let what = format!("{}: features of `{layer}` at t = {timestep} (pooling {})", dir.display(), store.manifest().pooling);
         let shape = check_map_shape(&shape, &what)?;
+        let kind = store.manifest().settings.get("model_kind").and_then(serde_json::Value::as_str).unwrap_or("");
+        check_layout(layout, kind, &what)?;
         let mut indices: [Vec<usize>; 2] = Default::default();
         for (slot, name) in indices.iter_mut().zip([train_split, test_split]) {
             *slot = store.split_indices(name);
@@ -116,7 +177,7 @@ impl StoreSource {
         }
         let all = store.labels();
         let labels = [indices[0].iter().map(|&i| all[i]).collect(), indices[1].iter().map(|&i| all[i]).collect()];
-        Ok(StoreSource { store, layer: layer.into(), timestep, shape, indices, labels })
+        Ok(StoreSource { store, layer: layer.into(), timestep, shape, indices, labels, layout })
     }
 }
 
@@ -136,14 +197,16 @@ fn check_items(split: Split, items: &[usize], n: usize) -> Result<()> {
 
 impl FeatureSource for StoreSource {
     fn describe(&self) -> serde_json::Value {
-        json!({
+        let mut d = json!({
             "kind": "store",
             "path": self.store.dir().display().to_string(),
             "layer": self.layer,
             "timestep": self.timestep,
             "model": self.store.manifest().model,
             "pooling": self.store.manifest().pooling,
-        })
+        });
+        self.layout.describe_in(&mut d);
+        d
     }
 
     fn feature_shape(&self) -> [usize; 3] {
@@ -162,7 +225,7 @@ impl FeatureSource for StoreSource {
         let idx = &self.indices[slot(split)];
         check_items(split, items, idx.len())?;
         let rows: Vec<usize> = items.iter().map(|&i| idx[i]).collect();
-        self.store.read(&self.layer, self.timestep, &rows, dtype, device)
+        self.layout.apply(self.store.read(&self.layer, self.timestep, &rows, dtype, device)?)
     }
 }
 

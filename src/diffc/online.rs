@@ -32,7 +32,7 @@
 //! a request off that plan is served directly, with the same result. The models run on the
 //! trainer's device in `model_dtype`; the features are cast to the classifier's dtype.
 
-use super::data::{FeatureSource, Split};
+use super::data::{check_layout, FeatureSource, Split, TokenLayout};
 use super::train::shuffle;
 use crate::features::conditioning::{Conditioning, DitClass};
 use crate::features::dataset::{Dataset, DatasetFormat, DatasetOptions};
@@ -120,6 +120,18 @@ pub struct BatchPlan {
     pub epochs: usize,
 }
 
+/// Errors unless the model of `opts` has every layer of `layers` and every timestep of
+/// `timesteps` (a sweep's check before its first run; it loads the model once).
+pub fn check_layers(opts: &OnlineOptions, layers: &[String], timesteps: &[usize]) -> Result<()> {
+    let bb = Pipeline::load(&opts.model, opts.model_dtype, &opts.device)?;
+    bb.resolve(layers)?;
+    let steps = bb.ddim.alphas_cumprod().len();
+    match timesteps.iter().find(|&&t| t >= steps) {
+        Some(t) => Err(Error::BadOption(format!("diffc online: --timesteps {t} is out of range; the training schedule has {steps} steps (0..={})", steps - 1))),
+        None => Ok(()),
+    }
+}
+
 /// Everything the online source takes.
 #[derive(Debug, Clone)]
 pub struct OnlineOptions {
@@ -146,6 +158,8 @@ pub struct OnlineOptions {
     /// DiT: add noise at the timestep (the reference feeds the clean latent).
     pub dit_noise: bool,
     pub dit_class: DitClass,
+    /// DiT: how block tokens become the classifier's map.
+    pub token_layout: TokenLayout,
     /// Decode threads (all cores when `None`).
     pub workers: Option<usize>,
     pub plan: BatchPlan,
@@ -424,6 +438,7 @@ impl OnlineSource {
         // 2. the models, the layer, the timestep
         let bb = Pipeline::load(&opts.model, opts.model_dtype, &opts.device)?;
         let request = bb.resolve(std::slice::from_ref(&opts.layer))?.remove(0);
+        check_layout(opts.token_layout, bb.kind(), &format!("the features of {}", opts.model.display()))?;
         let steps = bb.ddim.alphas_cumprod().len();
         if opts.timestep >= steps {
             return bad(format!("--timestep {} is out of range; the training schedule has {steps} steps (0..={})", opts.timestep, steps - 1));
@@ -449,7 +464,7 @@ impl OnlineSource {
             batch: [opts.plan.batch_size, opts.plan.test_batch_size],
             epochs: opts.plan.epochs,
         };
-        let describe = json!({
+        let mut describe = json!({
             "kind": "online",
             "model": std::fs::canonicalize(&opts.model).unwrap_or_else(|_| opts.model.clone()).display().to_string(),
             "model_config_hash": bb.config_hash,
@@ -472,6 +487,7 @@ impl OnlineSource {
             "train_images": train.len(),
             "test_images": test.len(),
         });
+        opts.token_layout.describe_in(&mut describe);
         let mut src = OnlineSource {
             opts: opts.clone(),
             bb,
@@ -591,6 +607,7 @@ impl OnlineSource {
         let t0 = Instant::now();
         let mut vals = self.bb.record(&x, t, ctx.as_ref(), labels.as_ref(), std::slice::from_ref(&self.request), items)?;
         let f = vals.remove(&self.request.name).ok_or_else(|| Error::Internal(format!("layer {} was not recorded", self.request.name)))?;
+        let f = self.opts.token_layout.apply(f)?;
         dev.synchronize()?;
         self.stats.model_s += secs(t0.elapsed());
         Ok(f)

@@ -4,7 +4,7 @@
 //! layer (sweep.png), and a page with the figure and the numbers beside it (index.html, in the
 //! SAE explorer's style; opens from disk).
 
-use super::data::StoreSource;
+use super::data::{FeatureSource, StoreSource, TokenLayout};
 use super::train::{train, ModelOptions, TrainConfig, TrainSummary};
 use crate::analysis::html::{self, escape};
 use crate::analysis::plot::{Figure, LinePlot, Series};
@@ -106,15 +106,43 @@ fn write_outputs(rows: &[SweepRow], out: &Path) -> Result<()> {
     write_atomic(&out.join("index.html"), sweep_html(rows, &plot)?.as_bytes())
 }
 
-/// Trains one classifier per (layer, timestep) on the store at `store_dir` into
-/// `out/<run_name>`, writing the table and plot after each run. Every (layer, timestep) is
-/// checked against the store before any training starts.
+/// Checks that the store at `store_dir` holds every (layer, timestep), before any training.
+pub fn check_store(store_dir: &Path, layers: &[String], timesteps: &[usize]) -> Result<()> {
+    let store = FeatureStore::open(store_dir)?;
+    for layer in layers {
+        for &t in timesteps {
+            store.feature_shape(layer, t)?;
+        }
+    }
+    Ok(())
+}
+
+/// `sweep` over the store at `store_dir` (its splits `splits`, DiT maps in `layout`), every
+/// (layer, timestep) checked against the store before any training starts.
 #[allow(clippy::too_many_arguments)]
-pub fn sweep(
+pub fn sweep_store(
     store_dir: &Path,
     layers: &[String],
     timesteps: &[usize],
     splits: (&str, &str),
+    layout: TokenLayout,
+    opts: &ModelOptions,
+    cfg: &TrainConfig,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<SweepRow>> {
+    check_store(store_dir, layers, timesteps)?;
+    let mut open = |layer: &str, t: usize| -> Result<Box<dyn FeatureSource>> { Ok(Box::new(StoreSource::open(store_dir, layer, t, splits.0, splits.1, layout)?)) };
+    sweep(layers, timesteps, &mut open, opts, cfg, out, device)
+}
+
+/// Trains one classifier per (layer, timestep) on the features `open(layer, timestep)` gives
+/// (a store's, or computed online) into `out/<run_name>`, writing the table and plot after each
+/// run. The caller checks every (layer, timestep) before (as `sweep_store` does).
+pub fn sweep(
+    layers: &[String],
+    timesteps: &[usize],
+    open: &mut dyn FnMut(&str, usize) -> Result<Box<dyn FeatureSource>>,
     opts: &ModelOptions,
     cfg: &TrainConfig,
     out: &Path,
@@ -123,22 +151,15 @@ pub fn sweep(
     if layers.is_empty() || timesteps.is_empty() {
         return Err(Error::BadOption("diffc sweep: give at least one layer and one timestep".into()));
     }
-    let store = FeatureStore::open(store_dir)?;
-    for layer in layers {
-        for &t in timesteps {
-            store.feature_shape(layer, t)?;
-        }
-    }
-    drop(store);
     let mut rows = Vec::new();
     for layer in layers {
         for &t in timesteps {
             let name = run_name(layer, t);
             eprintln!("diffc sweep: {layer} at t = {t} -> {}", out.join(&name).display());
-            let mut source = StoreSource::open(store_dir, layer, t, splits.0, splits.1)?;
+            let mut source = open(layer, t)?;
             let dir: PathBuf = out.join(&name);
             let s: TrainSummary =
-                train(&mut source, opts, cfg, &dir, device).with_context(|| format!("diffc sweep: {layer} at t = {t}"))?;
+                train(source.as_mut(), opts, cfg, &dir, device).with_context(|| format!("diffc sweep: {layer} at t = {t}"))?;
             rows.push(SweepRow {
                 layer: layer.clone(),
                 timestep: t,

@@ -5,7 +5,8 @@
 //! encoded file in `bytes`); a `ClassLabel` is an int64 column whose class names sit in the
 //! file's key-value metadata under `huggingface` (JSON: `info.features.<column>.names`).
 //! ClassLabel ids are kept exactly as stored (sigma_label is computed on them); a null label
-//! reads as -1 (HF's "no label"). The split of a file comes from its name as HF's own data-file
+//! reads as -1 (HF's "no label"). Labels come from `label`, else from `variant` (FGVC-Aircraft),
+//! or from the column named. The split of a file comes from its name as HF's own data-file
 //! patterns give it: `<split>-NNNNN-of-NNNNN*.parquet`, else a file or folder named after a
 //! split (`train`, `test`, `validation` and their usual synonyms).
 //!
@@ -27,7 +28,8 @@ use std::sync::{Arc, Mutex};
 pub struct Columns {
     /// The image column; `None`: the column HF marks as `Image`, else `image` or `img`.
     pub image: Option<String>,
-    /// The label column (`label` when `None`).
+    /// The label column (`None`: `label`, else `variant` as the reference does for
+    /// FGVC-Aircraft).
     pub label: Option<String>,
     /// A text column to use as each image's caption.
     pub caption: Option<String>,
@@ -174,13 +176,24 @@ enum ColumnValue {
     Int(i64),
 }
 
+/// The label column when none is named: `label`, else `variant` (FGVC-Aircraft's, which the
+/// reference's `load_huggingface_dataset` falls back to), said on stderr.
+fn default_label_column(columns: &[String], path: &Path) -> String {
+    let has = |c: &str| columns.iter().any(|x| x == c);
+    if !has("label") && has("variant") {
+        eprintln!("dataset: {} has no `label` column; labels from `variant`, as Revelio does for FGVC-Aircraft (--label-column to choose another)", path.display());
+        return "variant".into();
+    }
+    "label".into()
+}
+
 /// Opens `files` (paths relative to `root`, in the order given) with the columns asked for.
 pub fn open(root: &Path, files: &[PathBuf], cols: &Columns) -> Result<Opened> {
     let mut out_files = Vec::new();
     let mut entries = Vec::new();
     let mut locs = Vec::new();
     let mut class_names: Option<Vec<String>> = None;
-    let label_name = cols.label.clone().unwrap_or_else(|| "label".into());
+    let mut label_column = cols.label.clone();
     for (fi, rel) in files.iter().enumerate() {
         let path = root.join(rel);
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -210,6 +223,7 @@ pub fn open(root: &Path, files: &[PathBuf], cols: &Columns) -> Result<Opened> {
         let image_leaf = find_leaf(&format!("{image_col}.bytes")).or_else(|| find_leaf(&image_col)).ok_or_else(|| {
             Error::format(&path, format!("no image column `{image_col}` (a struct with `bytes`, or binary); the columns are {}", columns.join(", ")))
         })?;
+        let label_name = label_column.get_or_insert_with(|| default_label_column(&columns, &path)).clone();
         let label_leaf = find_leaf(&label_name).ok_or_else(|| {
             let class_cols: Vec<&String> = features
                 .iter()

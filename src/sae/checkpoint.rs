@@ -5,8 +5,12 @@
 //!   activation_fn_str, apply_b_dec_to_input, normalize_activations, model_name, hook_name,
 //!   dataset_path...) and a `revelio` section: the ReLU flag, the input scale, where the
 //!   features came from and how the SAE was trained;
-//! - `checkpoint.safetensors` + `checkpoint.json`: everything a resumed run needs (parameters,
-//!   Adam moments, samples since each latent fired, step counters), written atomically;
+//! - `checkpoint.safetensors`: everything a resumed run needs in one file, written atomically
+//!   (temporary file, fsync, rename), so it is complete or absent: the parameters, Adam's moments
+//!   and samples since each latent fired as tensors, the step counters and the run's settings as
+//!   JSON in the header's metadata (`state`), as Diff-C's checkpoint does. Folders written before
+//!   this format also have `checkpoint.json` beside a checkpoint with no `state`; both are read,
+//!   and the next checkpoint replaces them;
 //! - `train_log.jsonl`: one JSON object per logged step.
 
 use super::data::RowKind;
@@ -16,12 +20,16 @@ use crate::tensor::{DType, Device, Tensor};
 use crate::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::path::Path;
 
 pub const WEIGHTS: &str = "sae_weights.safetensors";
 pub const CONFIG: &str = "cfg.json";
 pub const STATE: &str = "checkpoint.safetensors";
-pub const STATE_META: &str = "checkpoint.json";
+/// The metadata file of checkpoints written before the step counters moved into the header.
+pub const LEGACY_STATE_META: &str = "checkpoint.json";
+/// The header metadata key holding [`StateMeta`] as JSON.
+const STATE_KEY: &str = "state";
 pub const LOG: &str = "train_log.jsonl";
 pub const FORMAT: &str = "revelio-sae-1";
 
@@ -111,7 +119,7 @@ pub fn save_sae(dir: &Path, sae: &Sae, info: &RevelioInfo) -> Result<()> {
 pub fn load_sae(dir: &Path, device: &Device) -> Result<(Sae, RevelioInfo)> {
     let cfg_path = dir.join(CONFIG);
     if !cfg_path.is_file() {
-        let hint = if dir.join(STATE_META).is_file() { "; training has not finished: rerun the same `revelio sae train` to resume" } else { "" };
+        let hint = if dir.join(STATE).is_file() { "; training has not finished: rerun the same `revelio sae train` to resume" } else { "" };
         return Err(Error::BadInput(format!(
             "--sae {}: not an SAE folder (no {CONFIG}; `revelio sae train --out DIR` writes {CONFIG} and {WEIGHTS} there){hint}",
             dir.display()
@@ -191,7 +199,8 @@ pub struct StateTensors<'a> {
     pub since: &'a Tensor,
 }
 
-/// Writes the checkpoint: tensors first, then the metadata that points at a complete file.
+/// Writes the checkpoint, tensors and metadata in one file, then drops a legacy
+/// `checkpoint.json` (the new file's own metadata takes precedence over it when both exist).
 pub fn save_state(dir: &Path, t: &StateTensors, meta: &StateMeta) -> Result<()> {
     let mut named: Vec<(String, &Tensor)> = Vec::new();
     for (prefix, p) in [("", t.params), ("adam_m.", t.m), ("adam_v.", t.v)] {
@@ -201,8 +210,15 @@ pub fn save_state(dir: &Path, t: &StateTensors, meta: &StateMeta) -> Result<()> 
     }
     named.push(("since_fired".into(), t.since));
     let refs: Vec<(&str, &Tensor)> = named.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    save_safetensors(dir.join(STATE), &refs, None)?;
-    write_json(&dir.join(STATE_META), meta)
+    let path = dir.join(STATE);
+    let text = serde_json::to_string(meta).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+    let header = HashMap::from([("format".to_string(), FORMAT.to_string()), (STATE_KEY.to_string(), text)]);
+    save_safetensors(&path, &refs, Some(header))?;
+    let legacy = dir.join(LEGACY_STATE_META);
+    match std::fs::remove_file(&legacy) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&legacy, e)),
+        _ => Ok(()),
+    }
 }
 
 /// A checkpoint read back: metadata, parameters, moments, since.
@@ -216,11 +232,29 @@ pub struct LoadedState {
 
 /// Whether `dir` holds a training checkpoint.
 pub fn has_state(dir: &Path) -> bool {
-    dir.join(STATE_META).exists() && dir.join(STATE).exists()
+    dir.join(STATE).exists()
 }
 
-pub fn load_state(dir: &Path, d: usize, n: usize, moments: DType, device: &Device) -> Result<LoadedState> {
-    let meta: StateMeta = read_json(&dir.join(STATE_META))?;
+/// The step counters and settings of the checkpoint in `dir`: from the header's metadata, or
+/// from a legacy `checkpoint.json` beside a checkpoint without it.
+pub fn load_state_meta(dir: &Path) -> Result<StateMeta> {
+    let path = dir.join(STATE);
+    let f = SafeTensorsFile::open(&path)?;
+    if let Some(text) = f.metadata().get(STATE_KEY) {
+        return serde_json::from_str(text).map_err(|e| Error::format(&path, format!("header metadata `{STATE_KEY}`: {e}")));
+    }
+    let legacy = dir.join(LEGACY_STATE_META);
+    if legacy.is_file() {
+        return read_json(&legacy);
+    }
+    Err(Error::format(
+        &path,
+        format!("an SAE checkpoint without its step counters (no `{STATE_KEY}` in the header, no {LEGACY_STATE_META} beside it); pass --restart to start over"),
+    ))
+}
+
+/// Loads the tensors of the checkpoint in `dir` (d inputs, n latents) with its metadata `meta`.
+pub fn load_state(dir: &Path, meta: StateMeta, d: usize, n: usize, moments: DType, device: &Device) -> Result<LoadedState> {
     let f = SafeTensorsFile::open(dir.join(STATE))?;
     let group = |prefix: &str, dtype: DType| -> Result<SaeParams> {
         let load = |key: &str, shape: &[usize]| f.load_shaped(&format!("{prefix}{key}"), shape, dtype, device);

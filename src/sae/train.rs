@@ -315,6 +315,75 @@ fn run_identity(cfg: &TrainConfig, prov: &Provenance, rows: usize) -> Value {
     serde_json::to_string_pretty(&v).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(v)
 }
 
+/// The command-line option behind a key of the run's identity.
+fn option_of(key: &str) -> String {
+    match key {
+        "eps" => "--adam-eps".into(),
+        "d_sae" => "--expansion / --d-sae".into(),
+        "aux" => "--aux-k / --aux-coef / --dead-after".into(),
+        "source" => "--features / --input".into(),
+        "holdout_images" => "--holdout".into(),
+        "model" => "the features' model".into(),
+        "rows" => "the number of training rows".into(),
+        k => format!("--{}", k.replace('_', "-")),
+    }
+}
+
+/// The options whose values differ between two identities (`run_identity`), as
+/// "option: old -> new", with `steps` left out.
+fn differing_options(old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for section in ["train", "provenance"] {
+        let (Some(a), Some(b)) = (old.get(section).and_then(Value::as_object), new.get(section).and_then(Value::as_object)) else {
+            out.push(format!("{section}: unreadable in the checkpoint"));
+            continue;
+        };
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys.into_iter().filter(|k| k.as_str() != "steps") {
+            if a.get(k) != b.get(k) {
+                let show = |v: Option<&Value>| v.map_or("(none)".to_string(), Value::to_string);
+                out.push(format!("{}: {} -> {}", option_of(k), show(a.get(k)), show(b.get(k))));
+            }
+        }
+    }
+    if old.get("rows") != new.get("rows") {
+        out.push(format!("{}: {} -> {}", option_of("rows"), old["rows"], new["rows"]));
+    }
+    out
+}
+
+/// Errors unless resuming the checkpoint `meta` in `out` with `cfg` gives what a run started
+/// with `cfg` gives: every setting the same but `--steps`, which may grow (extending a finished
+/// run) as long as the steps already run keep their learning rate (always with `--decay none`;
+/// with a decay, while the steps run are before its start under both step counts).
+fn check_resumable(out: &Path, meta: &StateMeta, cfg: &TrainConfig, identity: &Value) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::BadOption(format!(
+            "{} holds a checkpoint of another run ({why}); pass --restart to start over, or use another --out",
+            out.display()
+        )))
+    };
+    let differ = differing_options(&meta.run, identity);
+    if !differ.is_empty() {
+        return refuse(differ.join("; "));
+    }
+    let old_steps = meta.run.pointer("/train/steps").and_then(Value::as_u64).map_or(cfg.steps, |s| s as usize);
+    if cfg.steps < meta.step {
+        return refuse(format!("--steps {}: it has already run {} steps of {old_steps}", cfg.steps, meta.step));
+    }
+    let old = TrainConfig { steps: old_steps, ..cfg.clone() };
+    if let Some(u) = (1..=meta.step).find(|&u| old.lr_factor(u).to_bits() != cfg.lr_factor(u).to_bits()) {
+        return refuse(format!(
+            "--steps {old_steps} -> {}: step {u}, already run, would have another learning rate (--decay starts at --decay-start x --steps), so the result would differ from a run started with --steps {}",
+            cfg.steps, cfg.steps
+        ));
+    }
+    if cfg.steps != old_steps {
+        eprintln!("sae train: extending {} from {old_steps} to {} steps (at step {})", out.display(), cfg.steps, meta.step);
+    }
+    Ok(())
+}
+
 fn fresh_state(cfg: &TrainConfig, rows: &Rows, loader: &mut Loader, device: &Device) -> Result<TrainState> {
     let d = rows.d();
     let scale = if cfg.scale_inputs { input_scale(rows)? } else { 1.0 };
@@ -445,14 +514,11 @@ pub fn train(cfg: &TrainConfig, rows: &Rows, out: &Path, prov: &Provenance, opts
     let identity = run_identity(cfg, prov, rows.len());
     let mut loader = Loader { rows: rows.len(), batch: cfg.batch, seed: cfg.seed, epoch: None };
     let mut st = if checkpoint::has_state(out) && !opts.restart {
-        let s = checkpoint::load_state(out, d, cfg.d_sae, cfg.moments.dtype(), &device)?;
-        if s.meta.run != identity {
-            return Err(Error::BadOption(format!(
-                "{} holds a checkpoint of another run (settings, features or rows differ); pass --restart to start over, or use another --out",
-                out.display()
-            )));
-        }
-        checkpoint::truncate_log(out, s.meta.step)?;
+        let meta = checkpoint::load_state_meta(out)?;
+        check_resumable(out, &meta, cfg, &identity)?;
+        let step = meta.step;
+        let s = checkpoint::load_state(out, meta, d, cfg.d_sae, cfg.moments.dtype(), &device)?;
+        checkpoint::truncate_log(out, step)?;
         resumed_state(cfg, d, s)?
     } else {
         checkpoint::truncate_log(out, 0)?;

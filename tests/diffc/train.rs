@@ -3,10 +3,10 @@
 
 use crate::common::*;
 use revelio::analysis::plot::{Figure, HeatMap, LinePlot, Series};
-use revelio::diffc::data::{class_count, FileSource, Split, StoreSource};
+use revelio::diffc::data::{class_count, FileSource, Split, StoreSource, TokenLayout};
 use revelio::diffc::eval::{confusion_heat_map, evaluate, write_report};
 use revelio::diffc::model::DiffcClassifier;
-use revelio::diffc::sweep::sweep;
+use revelio::diffc::sweep::sweep_store;
 use revelio::diffc::train::{read_metrics, train, ModelOptions, TrainConfig, TrainSummary, CHECKPOINT, METRICS, WEIGHTS};
 use revelio::features::store::{FeatureStoreWriter, ImageEntry, Manifest, STORE_FORMAT};
 use revelio::io::save_safetensors;
@@ -189,22 +189,22 @@ fn bad_inputs_give_clear_errors() {
     let dir = tmp("errors");
     let store = synthetic_store(&dir.join("store"), &[("mid", 25)], &[4, 3, 3], true);
     // A store without the layer, or the timestep.
-    let err = StoreSource::open(&store, "up.1", 25, "train", "test").err().unwrap().to_string();
+    let err = StoreSource::open(&store, "up.1", 25, "train", "test", TokenLayout::Map).err().unwrap().to_string();
     assert!(err.contains("up.1") && err.contains("mid"), "{err}");
-    let err = StoreSource::open(&store, "mid", 500, "train", "test").err().unwrap().to_string();
+    let err = StoreSource::open(&store, "mid", 500, "train", "test", TokenLayout::Map).err().unwrap().to_string();
     assert!(err.contains("500") && err.contains("[25]"), "{err}");
     // An empty split.
-    let err = StoreSource::open(&store, "mid", 25, "train", "validation").err().unwrap().to_string();
+    let err = StoreSource::open(&store, "mid", 25, "train", "validation", TokenLayout::Map).err().unwrap().to_string();
     assert!(err.contains("split `validation` has no stored images") && err.contains("test, train"), "{err}");
     let only_train = synthetic_store(&dir.join("only-train"), &[("mid", 25)], &[4, 3, 3], false);
-    let err = StoreSource::open(&only_train, "mid", 25, "train", "test").err().unwrap().to_string();
+    let err = StoreSource::open(&only_train, "mid", 25, "train", "test", TokenLayout::Map).err().unwrap().to_string();
     assert!(err.contains("split `test` has no stored images"), "{err}");
     // Pooled vectors are not maps.
     let pooled = synthetic_store(&dir.join("pooled"), &[("mid", 25)], &[4], true);
-    let err = StoreSource::open(&pooled, "mid", 25, "train", "test").err().unwrap().to_string();
+    let err = StoreSource::open(&pooled, "mid", 25, "train", "test", TokenLayout::Map).err().unwrap().to_string();
     assert!(err.contains("--pooling none"), "{err}");
     // Class counts: the store names 3 classes.
-    let src = StoreSource::open(&store, "mid", 25, "train", "test").unwrap();
+    let src = StoreSource::open(&store, "mid", 25, "train", "test", TokenLayout::Map).unwrap();
     assert_eq!(class_count(&src, None).unwrap(), 3);
     let err = class_count(&src, Some(5)).unwrap_err().to_string();
     assert!(err.contains("class count mismatch") && err.contains('5') && err.contains('3'), "{err}");
@@ -255,7 +255,7 @@ fn store_training_and_sweep_write_table_and_plot() {
     let (opts, cfg) = small(2);
     let opts = ModelOptions { widths: vec![8, 8], ..opts };
     let layers = vec!["mid".to_string(), "up.1".to_string()];
-    let rows = sweep(&store, &layers, &[0, 25], ("train", "test"), &opts, &cfg, &dir.join("out"), &Device::Cpu).unwrap();
+    let rows = sweep_store(&store, &layers, &[0, 25], ("train", "test"), TokenLayout::Map, &opts, &cfg, &dir.join("out"), &Device::Cpu).unwrap();
     assert_eq!(rows.len(), 4);
     assert_eq!((rows[2].layer.as_str(), rows[2].timestep, rows[2].run.as_str()), ("up.1", 0, "up.1_t0"));
     let csv = std::fs::read_to_string(dir.join("out/sweep.csv")).unwrap();
@@ -273,10 +273,10 @@ fn store_training_and_sweep_write_table_and_plot() {
     }
     assert!(dir.join("out/assets/style.css").is_file());
     // Rerunning skips the finished runs and gives the same table.
-    let again = sweep(&store, &layers, &[0, 25], ("train", "test"), &opts, &cfg, &dir.join("out"), &Device::Cpu).unwrap();
+    let again = sweep_store(&store, &layers, &[0, 25], ("train", "test"), TokenLayout::Map, &opts, &cfg, &dir.join("out"), &Device::Cpu).unwrap();
     assert_eq!(again, rows);
     // A missing (layer, timestep) is found before any training.
-    let err = sweep(&store, &["up.2".to_string()], &[0], ("train", "test"), &opts, &cfg, &dir.join("out2"), &Device::Cpu)
+    let err = sweep_store(&store, &["up.2".to_string()], &[0], ("train", "test"), TokenLayout::Map, &opts, &cfg, &dir.join("out2"), &Device::Cpu)
         .unwrap_err()
         .to_string();
     assert!(err.contains("up.2"), "{err}");

@@ -10,13 +10,15 @@ Writes tests/fixtures/datasets/:
   hf/README.md          what a Hub snapshot has beside the data (must be ignored)
   cifar/train.parquet   CIFAR-100's layout: `img` plus two ClassLabels `fine_label`, `coarse_label`
                         (no `label` column)
+  aircraft/train.parquet  FGVC-Aircraft's: `image` plus ClassLabels `family` and `variant` (no
+                        `label`; the reference falls back to `variant`)
   expected.json         per split, per row in file order: label, caption, the image's format and
                         the RGB of pixel (0, 0) as PIL decodes it (null for the broken row); and
                         the class names
 
 Needs `datasets` (and so pyarrow and Pillow); not the reference venv, which lacks them:
 
-  python3 -m venv /tmp/hf && /tmp/hf/bin/pip install datasets
+  python3 -m venv /tmp/hf && /tmp/hf/bin/pip install datasets==5.2.0
   /tmp/hf/bin/python tools/reference/make_dataset_fixtures.py
 """
 
@@ -86,6 +88,17 @@ def main():
     os.makedirs(os.path.join(OUT, "cifar"), exist_ok=True)
     cifar.to_parquet(os.path.join(OUT, "cifar", "train.parquet"))
     expected["cifar_fine"] = [4, 1, 0]
+
+    aircraft = datasets.Dataset.from_dict(
+        {"image": [image(rng, "PNG") for _ in range(3)], "family": [1, 0, 1], "variant": [2, 0, 1]},
+        features=datasets.Features(
+            {"image": datasets.Image(), "family": datasets.ClassLabel(names=["A300", "Boeing 707"]),
+             "variant": datasets.ClassLabel(names=["707-320", "A300B4", "727-200"])}
+        ),
+    )
+    os.makedirs(os.path.join(OUT, "aircraft"), exist_ok=True)
+    aircraft.to_parquet(os.path.join(OUT, "aircraft", "train.parquet"))
+    expected["aircraft_variant"] = {"labels": [2, 0, 1], "names": ["707-320", "A300B4", "727-200"]}
     expected["datasets_version"] = datasets.__version__
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)

@@ -152,6 +152,11 @@ impl AutoencoderKL {
         self.tap_names.clone()
     }
 
+    /// Whether module `path` runs in the decode pass (post_quant_conv and the decoder).
+    pub fn in_decoder(&self, path: &str) -> bool {
+        path == "post_quant_conv" || path.starts_with("decoder.")
+    }
+
     /// Resolves a tap name (a module path, optionally with `:delta`).
     pub fn resolve_tap(&self, name: &str) -> Result<TapRequest> {
         let (path, delta) = split_delta(name);
