@@ -27,8 +27,10 @@ fn dims4_of(name: &str, t: &Tensor) -> Result<(usize, usize, usize, usize)> {
 /// q: [B, Nq, H, D], k: [B, Nk, H, D], v: [B, Nk, H, D] -> [B, Nq, H, D]
 ///
 /// out[b, i, h] = sum_j softmax_j(scale * q[b,i,h] . k[b,j,h]) v[b,j,h]; with `causal`, key j
-/// is visible to query i only if j <= i (requires Nq == Nk). D must be a multiple of 8 and at
-/// most 512; Nk >= 1. All three of one float dtype on one device (f32 on the CPU).
+/// is visible to query i only if j <= i (requires Nq == Nk). D at most 512; Nk >= 1. All three
+/// of one float dtype on one device (f32 on the CPU). The backends take D in multiples of 8: a
+/// head dim that is not one (tiny test models) runs zero-padded to the next multiple, which
+/// leaves every product q . k and the output's first D columns unchanged.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, causal: bool) -> Result<Tensor> {
     check_float(OP, q)?;
     check_same_device(OP, &[q, k, v])?;
@@ -41,9 +43,9 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, causal: bool) -
     ensure_op!(hk == h, OP, "q {} and k {} differ in head count ({h} vs {hk})", q.shape(), k.shape());
     ensure_op!(dk == d, OP, "q {} and k {} differ in head dim ({d} vs {dk})", q.shape(), k.shape());
     ensure_op!(
-        d > 0 && d % 8 == 0 && d <= MAX_HEAD_DIM,
+        d > 0 && d <= MAX_HEAD_DIM,
         OP,
-        "head dim D = {d} (q {}) is not supported: D must be a multiple of 8 between 8 and {MAX_HEAD_DIM}",
+        "head dim D = {d} (q {}) is not supported: D must be between 1 and {MAX_HEAD_DIM}",
         q.shape()
     );
     ensure_op!(nk > 0, OP, "k {} has no tokens to attend to", k.shape());
@@ -55,6 +57,17 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, causal: bool) -
         k.shape()
     );
     ensure_op!(scale.is_finite(), OP, "scale must be finite, got {scale}");
+    if !d.is_multiple_of(8) {
+        // [B, N, H, D] -> [B, N, H, D8], zeros in the added columns; the scale stays D's.
+        let d8 = d.next_multiple_of(8);
+        let pad = |t: &Tensor| -> Result<Tensor> {
+            let (b, n, h, _) = dims4_of("x", t)?;
+            let zeros = Tensor::zeros([b, n, h, d8 - d], t.dtype(), &t.device())?;
+            super::layout::cat(&[t, &zeros], -1)
+        };
+        let o = attention(&pad(q)?, &pad(k)?, &pad(v)?, scale, causal)?;
+        return super::layout::narrow(&o, -1, 0, d);
+    }
     let p = AttentionParams { batch: b, nq, nk, heads: h, head_dim: d, scale, causal };
     super::flops::add(4 * (p.batch * p.heads * p.nq * p.nk * p.head_dim) as u64);
     match q.device() {

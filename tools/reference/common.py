@@ -6,6 +6,7 @@ the same structure. Every file carries metadata: the format version the Rust tes
 script that made it (the hint a stale fixture prints), and the library versions.
 """
 
+import json
 import os
 import sys
 
@@ -50,3 +51,40 @@ def save(relpath, tensors, script, extra_meta=None):
     save_file(clean, path, metadata={k: str(v) for k, v in meta.items()})
     size = os.path.getsize(path)
     print(f"wrote {os.path.relpath(path, ROOT)} ({len(clean)} tensors, {size / 1024:.0f} KiB)", file=sys.stderr)
+
+
+# ---- a tiny CLIP BPE vocabulary ----
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def write_tokenizer(folder):
+    """A tiny CLIP BPE vocabulary (byte characters, a few merges, the specials) in CLIP's
+    tokenizer files; returns its size."""
+    chars = bytes_to_unicode()
+    vocab = chars + [c + "</w>" for c in chars]
+    merges = [("a", "</w>"), ("p", "h"), ("ph", "o"), ("pho", "t"), ("phot", "o</w>"), ("o", "f</w>")]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["</w>", "<|startoftext|>", "<|endoftext|>"]
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "vocab.json"), "w") as f:
+        json.dump({tok: i for i, tok in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(os.path.join(folder, "merges.txt"), "w") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    special = {"content": "<|endoftext|>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_prefix_space": False, "bos_token": dict(special, content="<|startoftext|>"),
+                   "do_lower_case": True, "eos_token": special, "errors": "replace", "model_max_length": 77,
+                   "pad_token": special, "tokenizer_class": "CLIPTokenizer", "unk_token": special}, f, indent=1)
+    with open(os.path.join(folder, "special_tokens_map.json"), "w") as f:
+        json.dump({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                   "unk_token": "<|endoftext|>"}, f, indent=1)
+    return len(vocab)

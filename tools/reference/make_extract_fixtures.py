@@ -83,43 +83,10 @@ def noise(i, t, shape):
     return torch.tensor(np.array([normal(s, k) for k in range(n)], dtype=np.float32).reshape(shape))
 
 
-# ---- a tiny CLIP BPE vocabulary ----
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def write_tokenizer(folder):
-    chars = bytes_to_unicode()
-    vocab = chars + [c + "</w>" for c in chars]
-    merges = [("a", "</w>"), ("p", "h"), ("ph", "o"), ("pho", "t"), ("phot", "o</w>"), ("o", "f</w>")]
-    vocab += ["".join(m) for m in merges]
-    vocab += ["</w>", "<|startoftext|>", "<|endoftext|>"]
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "vocab.json"), "w") as f:
-        json.dump({tok: i for i, tok in enumerate(vocab)}, f, ensure_ascii=False)
-    with open(os.path.join(folder, "merges.txt"), "w") as f:
-        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-    special = {"content": "<|endoftext|>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"add_prefix_space": False, "bos_token": dict(special, content="<|startoftext|>"),
-                   "do_lower_case": True, "eos_token": special, "errors": "replace", "model_max_length": 77,
-                   "pad_token": special, "tokenizer_class": "CLIPTokenizer", "unk_token": special}, f, indent=1)
-    with open(os.path.join(folder, "special_tokens_map.json"), "w") as f:
-        json.dump({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-                   "unk_token": "<|endoftext|>"}, f, indent=1)
-    return len(vocab)
 
 
 def build_pipeline():
-    vocab_size = write_tokenizer(os.path.join(SD, "tokenizer"))
+    vocab_size = common.write_tokenizer(os.path.join(SD, "tokenizer"))
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
