@@ -141,3 +141,29 @@ fn missing_tensors_and_keys_are_named() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// CLIPImageProcessorPil's pixel values (PIL's bicubic resize, the floor-offset center crop,
+/// rescale, CLIP's mean and std from preprocessor_config.json) for images that are scaled down
+/// and up: equal up to f32 rounding (max |diff| <= 1e-5).
+#[test]
+fn preprocessing_matches_transformers() {
+    use revelio::features::clip_prompts::ClipPreprocess;
+    use revelio::features::RgbImage;
+    let images = ["big_down", "gray", "palette", "rgb_odd", "rgba", "tiny_up"];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in CONFIGS {
+        let f = fixture(&format!("clip_model/{name}.safetensors"));
+        let want = fixture_tensor(&f, "pixel_values").to_f32_vec().unwrap();
+        let size = f.load("pixel_values", DType::F32, &Device::Cpu).unwrap().dims()[2];
+        let pre = ClipPreprocess::from_file(&folder(name).join("preprocessor_config.json"), size).unwrap();
+        let mut got = Vec::new();
+        for n in images {
+            let img = RgbImage::open(&root.join(format!("tests/fixtures/images/decoded/{n}.png"))).unwrap();
+            got.extend(pre.apply(&img).unwrap());
+        }
+        assert_eq!(got.len(), want.len(), "{name}: pixel count");
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "{name}: pixel values differ from transformers by up to {worst}");
+        eprintln!("clip preprocessing {name}: max |diff| {worst:.2e}");
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod backbone;
 pub mod cli;
+pub mod clip_prompts;
 pub mod dataset;
 pub mod extract;
 pub mod hf_parquet;

@@ -7,7 +7,7 @@ Writes, for each config C in CONFIGS:
                                  vision_config), model.safetensors, preprocessor_config.json, and
                                  the tiny BPE tokenizer of make_extract_fixtures.py
   tests/fixtures/clip_model/C.safetensors   inputs and expected outputs:
-    pixel_values          [N, 3, R, R]  CLIPImageProcessorPil (PIL's bicubic) of IMAGES
+    pixel_values          [N, 3, R, R]  CLIPImageProcessorPil (PIL's bicubic) of IMAGES (RGB arrays)
     input_ids             i64 [P, 77]   the tokenized PROMPTS
     vision.hidden_states.N [N, T, Dv]   T = 1 + (R / patch)^2; 0 = after pre_layrnorm
     vision.pooler_output  [N, Dv]       post_layernorm of the class token
@@ -28,6 +28,7 @@ layer_norm_eps 1e-6, projection 7).
 import json
 import os
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
@@ -64,7 +65,10 @@ CONFIGS = {
 
 
 def main():
-    images = [Image.open(os.path.join(common.FIXTURES, "images", "decoded", f"{n}.png")).convert("RGB") for n in IMAGES]
+    # As arrays of PIL's convert("RGB") (what OpenAI CLIP's preprocess and revelio decode):
+    # given a PIL image with a transparency colour (palette.png has one), transformers would
+    # composite it over white first.
+    images = [np.asarray(Image.open(os.path.join(common.FIXTURES, "images", "decoded", f"{n}.png")).convert("RGB")) for n in IMAGES]
     for name, spec in CONFIGS.items():
         folder = os.path.join(OUT, name)
         vocab_size = common.write_tokenizer(folder)
