@@ -38,6 +38,9 @@ pub enum Conditioning {
     Prompt(String),
     /// Each image's caption from the dataset.
     Captions,
+    /// The class prompt CLIP (a CLIPModel folder) scores best for each image, from these
+    /// templates (src/features/clip_prompts.rs); recorded per image in the manifest.
+    Clip { model: PathBuf, templates: Vec<String> },
 }
 
 impl Conditioning {
@@ -46,6 +49,7 @@ impl Conditioning {
             Conditioning::Empty => "empty".into(),
             Conditioning::Prompt(p) => format!("prompt:{p}"),
             Conditioning::Captions => "captions".into(),
+            Conditioning::Clip { templates, .. } => format!("clip:{}", templates.join(" | ")),
         }
     }
 }
@@ -261,6 +265,7 @@ impl Backbone {
                     p.replace("{label}", &name)
                 })
                 .collect(),
+            Conditioning::Clip { .. } => entries.iter().map(|e| e.prompt.clone().unwrap_or_default()).collect(),
             Conditioning::Captions => {
                 // Captions are mostly distinct: one pass over the batch, nothing cached.
                 let Net::Sd(sd) = &self.net else {

@@ -20,16 +20,19 @@
 //! - Choice: argmax over prompts of cos(image_embeds, text_embeds) (the logit scale does not
 //!   change it).
 
+use super::dataset::Dataset;
 use super::image::{resize_short_side_dims, RgbImage};
+use super::store::ImageEntry;
 use crate::models::clip::{normalize_rows, ClipModel};
 use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 /// OpenAI CLIP's pixel mean and std (transformers' `OPENAI_CLIP_MEAN`, `OPENAI_CLIP_STD`).
 const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// The template used when no file is given.
 pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
@@ -102,7 +105,7 @@ impl ClipPreprocess {
         }
         if let Some(v) = map.get("image_std") {
             p.std = triple("image_std", v)?;
-            if p.std.iter().any(|&s| s == 0.0) {
+            if p.std.contains(&0.0) {
                 return Err(format!("`image_std` = {v}: must not hold 0"));
             }
         }
@@ -223,6 +226,35 @@ impl PromptChooser {
         let v = sim.to_f32_vec()?;
         Ok(v.chunks_exact(p).map(|row| (0..p).fold(0, |b, j| if row[j] > row[b] { j } else { b })).collect())
     }
+}
+
+/// `ds`'s entries with the chosen prompt of each image in `range` (batches of `batch` images,
+/// decoded in parallel); unreadable images get none (extraction lists them as failures).
+/// `known`: prompts already recorded for these images (a resumed run), reused as they are.
+pub fn choose_prompts(
+    chooser: &PromptChooser,
+    ds: &Dataset,
+    range: std::ops::Range<usize>,
+    batch: usize,
+    known: Option<&[ImageEntry]>,
+) -> Result<Vec<ImageEntry>> {
+    let mut entries = ds.entries().to_vec();
+    if let Some(known) = known.filter(|k| k.len() == entries.len() && range.clone().all(|i| k[i].prompt.is_some())) {
+        for i in range {
+            entries[i].prompt = known[i].prompt.clone();
+        }
+        return Ok(entries);
+    }
+    let idx: Vec<usize> = range.collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let decoded: Vec<(usize, RgbImage)> = chunk.par_iter().filter_map(|&i| ds.load_image(i).ok().map(|img| (i, img))).collect();
+        let images: Vec<RgbImage> = decoded.iter().map(|(_, img)| img.clone()).collect();
+        let best = chooser.choose(&images)?;
+        for ((i, _), b) in decoded.iter().zip(best) {
+            entries[*i].prompt = Some(chooser.prompts[b].clone());
+        }
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]
