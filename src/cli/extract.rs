@@ -1,6 +1,7 @@
 //! `revelio extract`: its arguments, the library options they ask for, and the summary it prints.
 
 use super::args::{compute_dtype, device, float_dtype, secs, shard};
+use crate::features::clip_prompts::{read_templates, DEFAULT_TEMPLATE};
 use crate::features::conditioning::{Conditioning, DitClass};
 use crate::features::dataset::{DatasetFormat, DatasetOptions};
 use crate::features::extract::{extract, ExtractOptions};
@@ -62,9 +63,20 @@ pub struct ExtractArgs {
     pub posterior: String,
     /// Condition the U-Net on this prompt instead of the empty one; `{label}` becomes the
     /// image's true class name (e.g. "a photo of a {label}"), which leaks the label into the
-    /// features: a classifier on them is not label-free.
-    #[arg(long, conflicts_with = "captions")]
+    /// features: a classifier on them is not label-free. --prompt-from-clip is the leak-free way.
+    #[arg(long, conflicts_with_all = ["captions", "prompt_from_clip"])]
     pub prompt: Option<String>,
+    /// Condition each image on the class prompt this CLIP model (a transformers CLIPModel folder,
+    /// e.g. openai/clip-vit-base-patch32) scores best for it, as the reference's from_CLIP
+    /// (templates x the dataset's class names; no label is read). The choice is recorded per
+    /// image in manifest.json (`images[i].prompt`).
+    #[arg(long, value_name = "CLIP_DIR", conflicts_with = "captions")]
+    pub prompt_from_clip: Option<PathBuf>,
+    /// The templates of --prompt-from-clip: one per line with `{}` (or `{label}`) for the class
+    /// name, the reference's format, e.g. "A photo of a {}, a type of pet."; default: one
+    /// template, "a photo of a {}.".
+    #[arg(long, value_name = "FILE", requires = "prompt_from_clip")]
+    pub prompt_templates: Option<PathBuf>,
     /// Condition the U-Net on each image's caption (--caption-column for parquet).
     #[arg(long)]
     pub captions: bool,
@@ -112,10 +124,17 @@ impl ExtractArgs {
     pub fn options(&self) -> Result<ExtractOptions> {
         let device = device(&self.device)?;
         let format = self.format.as_deref().map(DatasetFormat::parse).transpose()?;
-        let conditioning = match (&self.prompt, self.captions) {
-            (Some(p), _) => Conditioning::Prompt(p.clone()),
-            (None, true) => Conditioning::Captions,
-            (None, false) => Conditioning::Empty,
+        let conditioning = match (&self.prompt, &self.prompt_from_clip, self.captions) {
+            (Some(p), _, _) => Conditioning::Prompt(p.clone()),
+            (None, Some(model), _) => Conditioning::Clip {
+                model: model.clone(),
+                templates: match &self.prompt_templates {
+                    Some(f) => read_templates(f)?,
+                    None => vec![DEFAULT_TEMPLATE.to_string()],
+                },
+            },
+            (None, None, true) => Conditioning::Captions,
+            (None, None, false) => Conditioning::Empty,
         };
         let posterior = match self.posterior.as_str() {
             "mean" => Posterior::Mean,

@@ -17,6 +17,9 @@ pub enum Conditioning {
     Prompt(String),
     /// Each image's caption from the dataset.
     Captions,
+    /// The class prompt CLIP (a CLIPModel folder) scores best for each image, from these
+    /// templates (src/features/clip_prompts.rs); recorded per image in the manifest.
+    Clip { model: std::path::PathBuf, templates: Vec<String> },
 }
 
 impl Conditioning {
@@ -25,6 +28,7 @@ impl Conditioning {
             Conditioning::Empty => "empty".into(),
             Conditioning::Prompt(p) => format!("prompt:{p}"),
             Conditioning::Captions => "captions".into(),
+            Conditioning::Clip { templates, .. } => format!("clip:{}", templates.join(" | ")),
         }
     }
 
@@ -40,6 +44,7 @@ impl Conditioning {
                 })
                 .collect(),
             Conditioning::Captions => entries.iter().map(|e| e.caption.clone().unwrap_or_default()).collect(),
+            Conditioning::Clip { .. } => entries.iter().map(|e| e.prompt.clone().unwrap_or_default()).collect(),
         }
     }
 

@@ -191,7 +191,7 @@ impl Dataset {
             for d in dirs {
                 for (fname, path, is_dir) in read_dir_sorted(&d)? {
                     if !is_dir && is_image_name(&fname) {
-                        entries.push(ImageEntry { path: rel_string(root, &path), label: id as i64, split: String::new(), caption: None });
+                        entries.push(ImageEntry { path: rel_string(root, &path), label: id as i64, split: String::new(), caption: None, prompt: None });
                         files.push(path);
                     }
                 }
@@ -266,7 +266,7 @@ impl Dataset {
         for (path, label, caption, split) in raw {
             let label = if all_ints { label.trim().parse().expect("checked above") } else { ids[label.as_str()] };
             files.push(base.join(&path));
-            entries.push(ImageEntry { path, label, split, caption });
+            entries.push(ImageEntry { path, label, split, caption, prompt: None });
         }
         Ok(Dataset { path: file.to_path_buf(), root: base, format, entries, class_names, source: Source::Files(files) })
     }

@@ -19,8 +19,9 @@
 use super::conditioning::{Conditioning, DitClass};
 use super::dataset::{Dataset, DatasetOptions};
 use super::image::Preprocess;
+use super::clip_prompts::{check_template, choose_prompts, PromptChooser};
 use super::prefetch::Prefetcher;
-use super::store::{Failure, FeatureStoreWriter, Manifest, Pooling, STORE_FORMAT};
+use super::store::{read_manifest, Failure, FeatureStoreWriter, ImageEntry, Manifest, Pooling, STORE_FORMAT};
 use crate::models::pipeline::{Pipeline, Posterior};
 use crate::models::taps::TapRequest;
 use crate::progress::Progress;
@@ -171,6 +172,14 @@ fn check(opts: &ExtractOptions, ds: &Dataset) -> Result<()> {
             return bad(format!("--captions: image {} has no caption (give the dataset a caption column)", e.path));
         }
     }
+    if let Conditioning::Clip { templates, .. } = &opts.conditioning {
+        if ds.class_names().is_empty() {
+            return bad("--prompt-from-clip needs the dataset's class names to fill the templates (it has only ids)".into());
+        }
+        for t in templates {
+            check_template(t).map_err(|m| Error::BadOption(format!("--prompt-templates: {m}")))?;
+        }
+    }
     if let Conditioning::Prompt(p) = &opts.conditioning {
         if p.contains("{label}") && ds.class_names().is_empty() {
             return bad(format!("--prompt {p:?} uses {{label}} but the dataset has no class names (only ids)"));
@@ -186,7 +195,7 @@ fn model_path(p: &Path) -> String {
 }
 
 /// The manifest this run writes (everything that shapes the features).
-fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Pipeline, shard_size: usize) -> Manifest {
+fn manifest(opts: &ExtractOptions, ds: &Dataset, entries: &[ImageEntry], bb: &Pipeline, shard_size: usize) -> Manifest {
     let mut s = Map::new();
     s.insert("model_kind".into(), json!(bb.kind()));
     s.insert("resolution".into(), json!(opts.resolution));
@@ -200,6 +209,9 @@ fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Pipeline, shard_size: usiz
         s.insert("dit_class".into(), json!(if opts.dit_class == DitClass::Null { "null" } else { "label" }));
     } else {
         s.insert("conditioning".into(), json!(opts.conditioning.name()));
+        if let Conditioning::Clip { model, .. } = &opts.conditioning {
+            s.insert("clip_model".into(), json!(model_path(model)));
+        }
     }
     if opts.part.1 > 1 {
         s.insert("part".into(), json!(format!("{}/{}", opts.part.0 + 1, opts.part.1)));
@@ -214,7 +226,7 @@ fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Pipeline, shard_size: usiz
         dtype: opts.dtype.name().into(),
         seed: opts.seed,
         settings: s,
-        images: ds.entries().to_vec(),
+        images: entries.to_vec(),
         class_names: ds.class_names().to_vec(),
         feature_shapes: HashMap::new(),
         shards: vec![],
@@ -259,6 +271,8 @@ fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Pipeline) -> Manifes
 struct Run<'a> {
     opts: &'a ExtractOptions,
     ds: Arc<Dataset>,
+    /// The dataset's entries, with the CLIP-chosen prompts of this part's images if asked.
+    entries: Arc<Vec<ImageEntry>>,
     bb: Pipeline,
     requests: Vec<TapRequest>,
     /// [1, L, h, w]: the latent of one image, and its element count.
@@ -294,8 +308,8 @@ impl Run<'_> {
         let opts = self.opts;
         let n = idx.len();
         let x0 = self.latents(lat, idx[0], n)?;
-        let ds = self.ds.clone();
-        let entries: Vec<_> = idx.iter().map(|&i| &ds.entries()[i]).collect();
+        let (ds, all) = (self.ds.clone(), self.entries.clone());
+        let entries: Vec<_> = idx.iter().map(|&i| &all[i]).collect();
         let (ctx, labels) = match self.dit_classes {
             Some(null) => (None, Some(opts.dit_class.labels(&entries, null)?)),
             None => (Some(opts.conditioning.encode(&mut self.bb, &entries, ds.class_names())?), None),
@@ -348,10 +362,27 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
         }
     }
 
+    let out = part_dir(&opts.out, opts.part);
+    let range = part_range(ds.len(), opts.part.0, opts.part.1, BLOCK);
+    let entries = match &opts.conditioning {
+        Conditioning::Clip { model, templates } => {
+            if bb.is_dit() {
+                return Err(Error::BadOption("--prompt-from-clip conditions Stable Diffusion; DiT takes class labels".into()));
+            }
+            // 1b. the prompt of each image of this part, before any feature (a resumed run reads
+            //     them back from its manifest)
+            let chooser = PromptChooser::new(model, templates, ds.class_names(), &opts.device).context("--prompt-from-clip")?;
+            let known = if out.join(super::store::MANIFEST).exists() { Some(read_manifest(&out)?.images) } else { None };
+            choose_prompts(&chooser, &ds, range.clone(), opts.batch_size, known.as_deref())?
+        }
+        _ => ds.entries().to_vec(),
+    };
+
     // 2. probe one blank image: checks the resolution fits the models, sizes the shards
     let probe = Tensor::zeros([1, 3, opts.resolution, opts.resolution], DType::F32, &Device::Cpu)?;
     let latent_dims = bb.encode(&probe, Posterior::Mean, 0, &[0]).context("running the VAE at --resolution")?.dims().to_vec();
-    let mut run = Run { opts, ds: ds.clone(), bb, requests, latent_per: latent_dims[1..].iter().product(), latent_dims, dit_classes };
+    let entries = Arc::new(entries);
+    let mut run = Run { opts, ds: ds.clone(), entries: entries.clone(), bb, requests, latent_per: latent_dims[1..].iter().product(), latent_dims, dit_classes };
     let probe_lat = BlockLatents { start: 0, data: vec![0.0; run.latent_per], failures: Vec::new() };
     let per_image_bytes: usize = run
         .batch_features(&probe_lat, &[0])
@@ -362,9 +393,7 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
     let shard_size = opts.shard_size.unwrap_or_else(|| 1 << (SHARD_BYTES / per_image_bytes.max(1)).clamp(1, BLOCK).ilog2());
 
     // 3. the store (resumed if there), the shards still to do, the latent cache
-    let out = part_dir(&opts.out, opts.part);
-    let mut writer = FeatureStoreWriter::create_or_resume(&out, manifest(opts, &ds, &run.bb, shard_size))?;
-    let range = part_range(ds.len(), opts.part.0, opts.part.1, BLOCK);
+    let mut writer = FeatureStoreWriter::create_or_resume(&out, manifest(opts, &ds, &entries, &run.bb, shard_size))?;
     let todo: Vec<(usize, usize)> = grid(range.clone(), shard_size).into_iter().filter(|&(s, c)| !writer.has_shard(s, c)).collect();
     let model_name = if run.bb.is_dit() { "DiT" } else { "U-Net" };
     let mut summary = ExtractSummary { out: out.clone(), images: range.len(), model_name, ..Default::default() };

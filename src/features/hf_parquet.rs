@@ -283,7 +283,7 @@ pub fn open(root: &Path, files: &[PathBuf], cols: &Columns) -> Result<Opened> {
                     _ => None,
                 };
                 let row = start + r;
-                entries.push(ImageEntry { path: format!("{rel_str}#{row}"), label, split: split.clone(), caption });
+                entries.push(ImageEntry { path: format!("{rel_str}#{row}"), label, split: split.clone(), caption, prompt: None });
                 locs.push(RowLoc { file: fi, row });
             }
             group_starts.push(start + labels.len());

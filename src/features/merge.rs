@@ -48,6 +48,8 @@ fn common(m: &Manifest) -> Manifest {
     c.failures.clear();
     c.feature_shapes.clear();
     c.settings.remove("part");
+    // Each part records the CLIP-chosen prompts of its own images only.
+    c.images.iter_mut().for_each(|e| e.prompt = None);
     c
 }
 
@@ -55,13 +57,14 @@ fn common(m: &Manifest) -> Manifest {
 pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
     let first = parts.first().ok_or_else(|| Error::BadOption("merge: no parts given".into()))?;
     let m0 = read_manifest(first)?;
-    let mut merged = common(&m0);
+    let base = common(&m0);
+    let mut merged = base.clone();
     let mut shards = Vec::new();
     let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
     let mut failures = Vec::new();
     for p in parts {
         let m = read_manifest(p)?;
-        if common(&m) != merged {
+        if common(&m) != base {
             return Err(Error::BadInput(format!(
                 "{} and {} come from different runs (model, layers, timesteps, pooling, dtype, seed, images or settings differ)",
                 first.display(),
@@ -73,6 +76,11 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
                 if prev != *v {
                     return Err(Error::BadInput(format!("{}: features {k} have shape {v:?}, other parts {prev:?}", p.display())));
                 }
+            }
+        }
+        for (e, got) in merged.images.iter_mut().zip(&m.images) {
+            if got.prompt.is_some() {
+                e.prompt = got.prompt.clone();
             }
         }
         shards.extend(m.shards.iter().map(|s| (s.clone(), p.clone())));

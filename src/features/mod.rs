@@ -2,6 +2,7 @@
 //! extraction (`revelio extract`), generation (`revelio generate`: prompts, images, the
 //! activations collected while sampling), and the store both write and the trainers read.
 
+pub mod clip_prompts;
 pub mod collect;
 pub mod conditioning;
 pub mod dataset;

@@ -30,6 +30,10 @@ pub struct ImageEntry {
     pub split: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
+    /// The prompt CLIP chose for the image (`extract --prompt-from-clip`); none for failed
+    /// images and other conditionings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// An image that could not be read, and why. Its rows in the shards are zeros; readers skip
