@@ -266,7 +266,7 @@ fn manifest(opts: &GenerateOptions, pipe: &Pipeline, layers: &[String], steps: &
     }
     let k = opts.images_per_prompt;
     let images = (0..opts.prompts.len() * k)
-        .map(|i| ImageEntry { path: image_file(i), label: (i / k) as i64, split: String::new(), caption: Some(opts.prompts[i / k].text.clone()) })
+        .map(|i| ImageEntry { path: image_file(i), label: (i / k) as i64, split: String::new(), prompt: None, caption: Some(opts.prompts[i / k].text.clone()) })
         .collect();
     Manifest {
         format: STORE_FORMAT.into(),
