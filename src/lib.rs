@@ -13,13 +13,14 @@
 //! - [`sae`]: TopK sparse autoencoders on diffusion features: training (in `ops::sae`: a fused
 //!   CUDA step and its CPU reference), encoding, evaluation.
 //! - [`analysis`]: top images, sigma_label, grids, reports, figures (line plots, heat maps).
-//! - [`demo`]: `revelio demo`, the whole study on generated images and a random-weight model.
+//! - [`cli`]: the commands (clap arguments, printing; the only module that uses clap), `revelio
+//!   demo` among them: the whole study on drawn images and a random-weight model.
 
 pub mod analysis;
 pub mod bench;
+pub mod cli;
 pub mod cpu;
 pub mod cuda;
-pub mod demo;
 pub mod diffc;
 mod error;
 pub mod features;

@@ -30,19 +30,14 @@ const LAYERS: &[(&str, &str, u8)] = &[
     ("analysis", "analysis", 8),
     ("diffc", "diffc", 9),
     ("main", "CLI", 10),
-    ("demo", "CLI", 10),
-    ("features::cli", "CLI", 10),
-    ("sae::cli", "CLI", 10),
-    ("diffc::cli", "CLI", 10),
-    ("models::forward", "CLI", 10),
-    ("models::bench", "CLI", 10),
+    ("cli", "CLI", 10),
 ];
 
 /// What the tensor may name of the CUDA backend: the device runtime its storage lives in.
 const TENSOR_MAY_NAME: &[&str] = &["cuda::CudaDevice", "cuda::DeviceBuffer", "cuda::probe", "cuda::Probe"];
 
 /// Top-level modules of models and the studies, which reach the backends only through ops.
-const ABOVE_OPS: &[&str] = &["models", "features", "sae", "diffc", "analysis", "demo"];
+const ABOVE_OPS: &[&str] = &["models", "features", "sae", "diffc", "analysis"];
 const BACKENDS: &[&str] = &["cpu", "cuda"];
 
 #[test]
@@ -59,30 +54,31 @@ fn imports_follow_the_layers() {
 #[test]
 fn the_scanner_catches_each_form() {
     let files = [
-        ("src/lib.rs", "pub mod cpu; pub mod cuda; pub mod models; pub mod ops; pub mod sae; pub mod tensor; pub mod error;\npub use tensor::{Tensor};\npub use error::Result;"),
+        ("src/lib.rs", "pub mod cpu; pub mod cuda; pub mod models; pub mod ops; pub mod sae; pub mod tensor; pub mod error; pub mod cli;\npub use tensor::{Tensor};\npub use error::Result;"),
         ("src/error.rs", "#[macro_export]\nmacro_rules! ensure_op { () => { $crate::Error } }"),
         ("src/cpu/mod.rs", "pub mod x;"),
         ("src/cpu/x.rs", "use super::super::cuda::sae;\nfn f() { let s = \"crate::cuda::x\"; } // crate::cuda::y\n/* crate::cuda::z */"),
         ("src/cuda/mod.rs", "pub mod sae; pub mod elementwise; pub use sae::CudaDevice;"),
         ("src/cuda/sae.rs", "use crate::Tensor; use crate::ensure_op;\nmod tests { use super::*; }"),
         ("src/cuda/elementwise.rs", "use crate::ops::Plan;"),
-        ("src/ops/mod.rs", "use crate::{cuda, cpu::x};\nfn f() { crate::sae::cli::run(); }"),
+        ("src/ops/mod.rs", "use crate::{cuda, cpu::x};\nfn f() { crate::cli::sae::run(); }"),
         ("src/models/mod.rs", "pub mod unet;"),
         ("src/models/unet/mod.rs", "use crate::{\n    ops::{self, Plan},\n    cuda as backend,\n};\nfn f<'a>(c: char) -> &'a str { let q = '\"'; super::super::cpu::x::g(); crate::ops::f() }"),
-        ("src/sae/mod.rs", "pub mod cli; pub mod train;"),
-        ("src/sae/cli.rs", "use super::train; use crate::cuda::sae;"),
-        ("src/sae/train.rs", "use super::cli::Args;"),
+        ("src/sae/mod.rs", "pub mod train;"),
+        ("src/sae/train.rs", "use crate::cli::sae::Args;\nuse crate::cuda::sae;"),
+        ("src/cli/mod.rs", "pub mod sae;"),
+        ("src/cli/sae.rs", "use crate::sae::train; use crate::cuda::device;"),
         ("src/tensor/mod.rs", "use crate::cuda::{CudaDevice, elementwise::cast};\nfn f() -> crate::Result<()> { crate::ops::to_dtype() }"),
     ];
     let got = check(&files);
     let want = [
         "src/cpu/x.rs:1 names cuda::sae",
         "src/cuda/elementwise.rs:1 names ops::Plan",
-        "src/ops/mod.rs:2 names sae::cli::run",
+        "src/ops/mod.rs:2 names cli::sae::run",
         "src/models/unet/mod.rs:3 names cuda",
         "src/models/unet/mod.rs:5 names cpu::x::g",
-        "src/sae/cli.rs:1 names cuda::sae",
-        "src/sae/train.rs:1 names sae::cli::Args",
+        "src/sae/train.rs:2 names cuda::sae",
+        "src/sae/train.rs:1 names cli::sae::Args",
         "src/tensor/mod.rs:1 names cuda::elementwise::cast",
         "src/tensor/mod.rs:2 names ops::to_dtype",
     ];

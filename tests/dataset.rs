@@ -6,6 +6,7 @@ use revelio::features::dataset::{Dataset, DatasetFormat, DatasetOptions};
 use revelio::features::hf_parquet::Columns;
 use revelio::features::image::{Preprocess, RgbImage};
 use revelio::features::prefetch::{load_batch, Prefetcher};
+use revelio::features::prompts::{read_prompts, PromptFormat};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -143,6 +144,28 @@ fn expected() -> serde_json::Value {
     let text = std::fs::read_to_string(fixtures().join("expected.json"))
         .expect("tests/fixtures/datasets: run tools/reference/make_dataset_fixtures.py");
     serde_json::from_str(&text).unwrap()
+}
+
+/// `revelio generate --prompts` on the same parquet files: the caption column (found by its
+/// name, `text`), rows without a caption skipped and counted, each prompt remembering its row;
+/// a single file, and a column that is not there (the columns listed).
+#[test]
+fn prompts_come_from_the_caption_column_of_hf_parquet() {
+    let want = expected();
+    let rows: Vec<&serde_json::Value> =
+        want["test"].as_array().unwrap().iter().chain(want["train"].as_array().unwrap()).collect();
+    let captions: Vec<(usize, &str)> = rows.iter().enumerate().filter_map(|(i, r)| r["caption"].as_str().map(|c| (i, c))).collect();
+    let got = read_prompts(&fixtures().join("hf"), None, None).unwrap();
+    assert_eq!(got.prompts.iter().map(|p| (p.source_row, p.text.as_str())).collect::<Vec<_>>(), captions);
+    assert_eq!(got.skipped.len(), rows.len() - captions.len());
+    assert!(got.prompts.iter().all(|p| p.negative.is_none()));
+
+    let one = fixtures().join("hf/data/test-00000-of-00001.parquet");
+    let got = read_prompts(&one, Some(PromptFormat::Parquet), Some("text")).unwrap();
+    let test_captions: Vec<&str> = want["test"].as_array().unwrap().iter().filter_map(|r| r["caption"].as_str()).collect();
+    assert_eq!(got.prompts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(), test_captions);
+    let e = read_prompts(&one, None, Some("top_caption")).err().unwrap().to_string();
+    assert!(e.contains("top_caption") && e.contains("text"), "{e}");
 }
 
 #[test]

@@ -9,7 +9,8 @@ mod common;
 use revelio::diffc::data::{FeatureSource, Split, StoreSource, TokenLayout};
 use revelio::diffc::online::{BatchPlan, OnlineOptions, OnlineSource, TestNoise, ONLINE_REPORT};
 use revelio::diffc::train::{read_metrics, shuffle, train, ModelOptions, TrainConfig, CHECKPOINT, METRICS, WEIGHTS};
-use revelio::features::backbone::{Backbone, Conditioning, DitClass, Posterior};
+use revelio::features::conditioning::{Conditioning, DitClass};
+use revelio::models::pipeline::{Pipeline, Posterior};
 use revelio::features::dataset::{Dataset, DatasetOptions};
 use revelio::features::extract::{extract, ExtractOptions};
 use revelio::features::image::Preprocess;
@@ -88,15 +89,15 @@ fn options(data: &Path) -> OnlineOptions {
 /// Image `i` of `ds` through the pipeline by hand, with the library's pieces in the order
 /// `revelio extract` runs them: `pre`, the VAE's posterior mean times the scaling factor, noise
 /// from stream `noise_seed`, add_noise at T, the U-Net on the empty prompt up to up.1.
-fn by_hand(bb: &mut Backbone, ds: &Dataset, i: usize, pre: Preprocess, noise_seed: u64) -> Vec<f32> {
+fn by_hand(bb: &mut Pipeline, ds: &Dataset, i: usize, pre: Preprocess, noise_seed: u64) -> Vec<f32> {
     let img = ds.load_image(i).unwrap();
     let x = Tensor::from_vec(pre.apply(&img, i).unwrap(), [1, 3, R, R], &Device::Cpu).unwrap();
     let z = bb.encode(&x, Posterior::Mean, 0, &[i]).unwrap();
     let eps = Tensor::from_vec(rng::normal_vec(noise_seed, 0, z.numel()), z.dims().to_vec(), &Device::Cpu).unwrap();
     let xt = bb.ddim.add_noise(&z, &eps, &[T]).unwrap();
-    let ctx = bb.conditioning(&Conditioning::Empty, &[&ds.entries()[i]], ds.class_names()).unwrap();
+    let ctx = Conditioning::Empty.encode(bb, &[&ds.entries()[i]], ds.class_names()).unwrap();
     let req = bb.resolve(&["up.1".to_string()]).unwrap();
-    bb.forward(&xt, T, Some(&ctx), None, &req).unwrap().remove("up.1").unwrap().to_f32_vec().unwrap()
+    bb.record(&xt, T, Some(&ctx), None, &req, &[i]).unwrap().remove("up.1").unwrap().to_f32_vec().unwrap()
 }
 
 fn rows(src: &mut OnlineSource, split: Split, epoch: usize, items: &[usize]) -> Vec<Vec<f32>> {
@@ -116,12 +117,12 @@ fn train_features_equal_the_pipeline_run_by_hand() {
     assert_eq!(src.labels(Split::Train), [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
     assert_eq!(src.labels(Split::Test).len(), 6);
 
-    let mut bb = Backbone::load(&sd(), DType::F32, &Device::Cpu).unwrap();
+    let mut bb = Pipeline::load(&sd(), DType::F32, &Device::Cpu).unwrap();
     let train = Dataset::open(data.join("train"), &DatasetOptions::default()).unwrap();
     // The documented streams: s = derive(seed, [3]); crop and flip from Preprocess::Augment
     // seeded s, noise of image i in epoch e from derive(s, [e, i, 2]).
     let s = rng::derive(SEED, &[3]);
-    let want = |bb: &mut Backbone, epoch: usize, i: usize| {
+    let want = |bb: &mut Pipeline, epoch: usize, i: usize| {
         by_hand(bb, &train, i, Preprocess::Augment { resolution: R, seed: s, epoch: epoch as u64 }, rng::derive(s, &[epoch as u64, i as u64, 2]))
     };
     // The trainer's first batch (decoded ahead), then one off the plan (decoded on request).

@@ -5,7 +5,8 @@
 
 mod common;
 
-use revelio::features::backbone::{Conditioning, DitClass, Posterior};
+use revelio::features::conditioning::{Conditioning, DitClass};
+use revelio::models::pipeline::Posterior;
 use revelio::features::dataset::DatasetOptions;
 use revelio::features::extract::{extract, ExtractOptions};
 use revelio::features::image::{Preprocess, RgbImage};

@@ -17,7 +17,7 @@ fn manifest(n: usize) -> Manifest {
         seed: 7,
         settings: Default::default(),
         images: (0..n)
-            .map(|i| ImageEntry { path: format!("img{i}.png"), label: (i % 3) as i64, split: if i < 6 { "train".into() } else { "test".into() }, caption: None })
+            .map(|i| ImageEntry { path: format!("img{i}.png"), label: (i % 3) as i64, split: if i < 6 { "train".into() } else { "test".into() }, caption: None, prompt: None })
             .collect(),
         class_names: vec!["a".into(), "b".into(), "c".into()],
         feature_shapes: Default::default(),

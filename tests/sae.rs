@@ -478,7 +478,7 @@ fn tiny_store(dir: &Path, labels: &[i64], feats: &[f32], d: usize) {
         .map(|(i, &l)| {
             let p = dir.join(format!("img{i}.png"));
             png(&p, [(i * 10) as u8, 100, 200]);
-            ImageEntry { path: p.display().to_string(), label: l, split: "train".into(), caption: None }
+            ImageEntry { path: p.display().to_string(), label: l, split: "train".into(), caption: None, prompt: None }
         })
         .collect();
     let n = imgs.len();
@@ -737,7 +737,7 @@ fn per_position_features_rank_images_by_their_mean_and_grids_show_where_a_latent
         .map(|i| {
             let p = dir.join(format!("img{i}.png"));
             png(&p, [(i * 10) as u8, 100, 200]);
-            ImageEntry { path: p.display().to_string(), label: (i % 3) as i64, split: "train".into(), caption: None }
+            ImageEntry { path: p.display().to_string(), label: (i % 3) as i64, split: "train".into(), caption: None, prompt: None }
         })
         .collect();
     let mut w = FeatureStoreWriter::create_or_resume(dir.join("store"), manifest(imgs, "none")).unwrap();

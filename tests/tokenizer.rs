@@ -3,7 +3,10 @@
 //! without ftfy (flavor `slow`) and transformers 5's tokenizers-backed `CLIPTokenizer` (flavor
 //! `fast`), each with SD 1.x's config (pad `<|endoftext|>`) and SD 2.x's (pad `!`), on ~40
 //! prompts chosen to hit every normalisation rule. The fixture vocab is a reduction of the real
-//! CLIP table that the script checked gives the same ids as the full one on every prompt.
+//! CLIP table that the script checked gives the same ids as the full one on every prompt. The
+//! same tables saved by transformers 5 as tokenizer.json alone (json_sd15/, json_sd2/, from
+//! tools/reference/make_tokenizer_json_fixtures.py, which checked that transformers reads them
+//! back to the same fast ids) must give the same ids in both flavors.
 
 use revelio::models::clip::{ClipTokenizer, Flavor};
 use revelio::DType;
@@ -58,6 +61,12 @@ fn ids(v: &Value) -> Vec<i64> {
 /// Compares every prompt of every case with the tokenizers built from `vocab_dir`; returns the
 /// number of comparisons made. Panics listing every mismatch.
 fn check_all(vocab_dir: &Path) -> usize {
+    check_folders(|config| (folder(vocab_dir, config), true))
+}
+
+/// `check_all` on the folders `make(config)` gives for `sd15` and `sd2` (and whether to remove
+/// each after use).
+fn check_folders(make: impl Fn(&str) -> (PathBuf, bool)) -> usize {
     let exp = expected();
     let prompts: Vec<String> =
         exp["prompts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
@@ -67,7 +76,7 @@ fn check_all(vocab_dir: &Path) -> usize {
         for config in ["sd15", "sd2"] {
             let name = format!("{case}_{config}");
             let c = &exp["cases"][&name];
-            let dir = folder(vocab_dir, config);
+            let (dir, scratch) = make(config);
             let tok = ClipTokenizer::from_dir_with_flavor(&dir, flavor).unwrap();
             assert_eq!(tok.pad_id() as i64, c["pad_id"].as_i64().unwrap(), "{name}: pad id");
             assert_eq!(tok.bos_id() as i64, c["bos_id"].as_i64().unwrap(), "{name}: bos id");
@@ -95,7 +104,9 @@ fn check_all(vocab_dir: &Path) -> usize {
                 }
                 compared += 3;
             }
-            std::fs::remove_dir_all(&dir).unwrap();
+            if scratch {
+                std::fs::remove_dir_all(&dir).unwrap();
+            }
         }
     }
     assert!(
@@ -110,6 +121,12 @@ fn check_all(vocab_dir: &Path) -> usize {
 #[test]
 fn reduced_table_matches_transformers() {
     let n = check_all(&fixtures().join("vocab"));
+    assert_eq!(n, 2 * 2 * 3 * expected()["prompts"].as_array().unwrap().len());
+}
+
+#[test]
+fn tokenizer_json_folders_match_transformers() {
+    let n = check_folders(|config| (fixtures().join(format!("json_{config}")), false));
     assert_eq!(n, 2 * 2 * 3 * expected()["prompts"].as_array().unwrap().len());
 }
 
@@ -167,6 +184,27 @@ fn bad_folders_give_errors_naming_the_file() {
     std::fs::remove_file(dir.join("merges.txt")).unwrap();
     let e = load_err(&dir);
     assert!(e.contains("merges.txt"), "{e}");
+
+    let dir = scratch("neither");
+    std::fs::remove_file(dir.join("vocab.json")).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("neither vocab.json and merges.txt nor tokenizer.json"), "{e}");
+
+    let dir = scratch("json-model");
+    std::fs::remove_file(dir.join("vocab.json")).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), r#"{"model": {"type": "WordPiece", "vocab": {}}}"#).unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("tokenizer.json") && e.contains("WordPiece"), "{e}");
+
+    let dir = scratch("json-merge");
+    std::fs::remove_file(dir.join("vocab.json")).unwrap();
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        r#"{"model": {"type": "BPE", "end_of_word_suffix": "</w>", "vocab": {"a": 0, "b": 1}, "merges": [["a", "b"]]}}"#,
+    )
+    .unwrap();
+    let e = load_err(&dir);
+    assert!(e.contains("tokenizer.json") && e.contains("merge 0") && e.contains("\"ab\""), "{e}");
 
     let dir = scratch("vocab");
     std::fs::write(dir.join("vocab.json"), "[1, 2]").unwrap();

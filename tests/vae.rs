@@ -179,7 +179,7 @@ fn bad_configs_and_weights_are_named() {
         ("down_block_types", json!(["DownEncoderBlock2D", "AttnDownEncoderBlock2D"]), "AttnDownEncoderBlock2D"),
         ("up_block_types", json!(["UpDecoderBlock2D"]), "up_block_types"),
         ("act_fn", json!("relu"), "act_fn"),
-        ("block_out_channels", json!([8, 12]), "mid-block attention"),
+        ("block_out_channels", json!([8, 516]), "mid-block attention"),
     ]
     .into_iter()
     .enumerate()

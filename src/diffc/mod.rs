@@ -12,9 +12,8 @@
 //!   metrics.
 //! - [`eval`]: top-1, per-class accuracy, confusion matrix.
 //! - [`sweep`]: one classifier per (layer, timestep), a table and the accuracy-over-timesteps plot.
-//! - [`cli`]: `revelio diffc train|eval|sweep`.
+//! The commands (`revelio diffc train|eval|sweep`) are in src/cli/diffc.rs.
 
-pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod model;

@@ -34,12 +34,13 @@
 
 use super::data::{check_layout, FeatureSource, Split, TokenLayout};
 use super::train::shuffle;
-use crate::features::backbone::{Backbone, Conditioning, DitClass, Posterior};
+use crate::features::conditioning::{Conditioning, DitClass};
 use crate::features::dataset::{Dataset, DatasetFormat, DatasetOptions};
 use crate::features::hf_parquet::Columns;
 use crate::features::image::Preprocess;
 use crate::features::prefetch::{load_batch, Batch};
 use crate::features::store::ImageEntry;
+use crate::models::pipeline::{Pipeline, Posterior};
 use crate::models::taps::TapRequest;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ops, rng, Context, Error, Result};
@@ -122,7 +123,7 @@ pub struct BatchPlan {
 /// Errors unless the model of `opts` has every layer of `layers` and every timestep of
 /// `timesteps` (a sweep's check before its first run; it loads the model once).
 pub fn check_layers(opts: &OnlineOptions, layers: &[String], timesteps: &[usize]) -> Result<()> {
-    let bb = Backbone::load(&opts.model, opts.model_dtype, &opts.device)?;
+    let bb = Pipeline::load(&opts.model, opts.model_dtype, &opts.device)?;
     bb.resolve(layers)?;
     let steps = bb.ddim.alphas_cumprod().len();
     match timesteps.iter().find(|&&t| t >= steps) {
@@ -370,7 +371,7 @@ fn open_split(opts: &OnlineOptions, format: DatasetFormat, name: &str, what: &st
 /// Features computed on the fly every epoch (see the module docs).
 pub struct OnlineSource {
     opts: OnlineOptions,
-    bb: Backbone,
+    bb: Pipeline,
     request: TapRequest,
     data: [Arc<Dataset>; 2],
     labels: [Vec<i64>; 2],
@@ -435,7 +436,7 @@ impl OnlineSource {
         }
 
         // 2. the models, the layer, the timestep
-        let bb = Backbone::load(&opts.model, opts.model_dtype, &opts.device)?;
+        let bb = Pipeline::load(&opts.model, opts.model_dtype, &opts.device)?;
         let request = bb.resolve(std::slice::from_ref(&opts.layer))?.remove(0);
         check_layout(opts.token_layout, bb.kind(), &format!("the features of {}", opts.model.display()))?;
         let steps = bb.ddim.alphas_cumprod().len();
@@ -599,15 +600,12 @@ impl OnlineSource {
         let ds = self.data[index(split)].clone();
         let entries: Vec<&ImageEntry> = items.iter().map(|&i| &ds.entries()[i]).collect();
         let (ctx, labels) = match self.bb.dit_classes() {
-            Some(null) => {
-                let label = |e: &ImageEntry| if self.opts.dit_class == DitClass::Label { e.label } else { null as i64 };
-                (None, Some(Tensor::from_vec(entries.iter().map(|e| label(e)).collect::<Vec<i64>>(), [items.len()], &Device::Cpu)?))
-            }
-            None => (Some(self.bb.conditioning(&self.opts.conditioning, &entries, &self.class_names)?), None),
+            Some(null) => (None, Some(self.opts.dit_class.labels(&entries, null)?)),
+            None => (Some(self.opts.conditioning.encode(&mut self.bb, &entries, &self.class_names)?), None),
         };
         self.stats.noise_s += secs(t0.elapsed());
         let t0 = Instant::now();
-        let mut vals = self.bb.forward(&x, t, ctx.as_ref(), labels.as_ref(), std::slice::from_ref(&self.request))?;
+        let mut vals = self.bb.record(&x, t, ctx.as_ref(), labels.as_ref(), std::slice::from_ref(&self.request), items)?;
         let f = vals.remove(&self.request.name).ok_or_else(|| Error::Internal(format!("layer {} was not recorded", self.request.name)))?;
         let f = self.opts.token_layout.apply(f)?;
         dev.synchronize()?;

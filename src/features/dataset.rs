@@ -191,7 +191,7 @@ impl Dataset {
             for d in dirs {
                 for (fname, path, is_dir) in read_dir_sorted(&d)? {
                     if !is_dir && is_image_name(&fname) {
-                        entries.push(ImageEntry { path: rel_string(root, &path), label: id as i64, split: String::new(), caption: None });
+                        entries.push(ImageEntry { path: rel_string(root, &path), label: id as i64, split: String::new(), caption: None, prompt: None });
                         files.push(path);
                     }
                 }
@@ -266,7 +266,7 @@ impl Dataset {
         for (path, label, caption, split) in raw {
             let label = if all_ints { label.trim().parse().expect("checked above") } else { ids[label.as_str()] };
             files.push(base.join(&path));
-            entries.push(ImageEntry { path, label, split, caption });
+            entries.push(ImageEntry { path, label, split, caption, prompt: None });
         }
         Ok(Dataset { path: file.to_path_buf(), root: base, format, entries, class_names, source: Source::Files(files) })
     }
@@ -379,7 +379,7 @@ impl Dataset {
 }
 
 /// Parquet files below `dir`, relative to it, sorted by path.
-fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     walk_dirs(dir, &mut dirs, 0)?;
     let mut out = Vec::new();
@@ -395,11 +395,11 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Manifest rows as column -> value maps, each with the line it starts on.
-type Records = Vec<(usize, HashMap<String, String>)>;
+pub(crate) type Records = Vec<(usize, HashMap<String, String>)>;
 
 /// CSV records (RFC 4180: quoted fields may hold commas, newlines and doubled quotes) as
 /// header -> value maps, each with the line it starts on.
-fn csv_records(text: &str) -> std::result::Result<Records, String> {
+pub(crate) fn csv_records(text: &str) -> std::result::Result<Records, String> {
     let mut records: Vec<(usize, Vec<String>)> = Vec::new();
     let mut field = String::new();
     let mut record: Vec<String> = Vec::new();
@@ -470,7 +470,7 @@ fn csv_records(text: &str) -> std::result::Result<Records, String> {
 }
 
 /// JSON Lines records: one object per non-empty line; numbers and strings become strings.
-fn jsonl_records(text: &str) -> std::result::Result<Records, String> {
+pub(crate) fn jsonl_records(text: &str) -> std::result::Result<Records, String> {
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate() {
         if l.trim().is_empty() {

@@ -16,12 +16,14 @@
 //! Decoding runs ahead on a thread pool ([`super::prefetch`]); one forward pass per (batch,
 //! timestep, draw) serves all layers and stops after the deepest.
 
-use super::backbone::{Backbone, Conditioning, DitClass, Posterior};
-use crate::models::taps::TapRequest;
+use super::conditioning::{Conditioning, DitClass};
 use super::dataset::{Dataset, DatasetOptions};
 use super::image::Preprocess;
+use super::clip_prompts::{check_template, choose_prompts, PromptChooser};
 use super::prefetch::Prefetcher;
-use super::store::{Failure, FeatureStoreWriter, Manifest, Pooling, STORE_FORMAT};
+use super::store::{read_manifest, Failure, FeatureStoreWriter, ImageEntry, Manifest, Pooling, STORE_FORMAT};
+use crate::models::pipeline::{Pipeline, Posterior};
+use crate::models::taps::TapRequest;
 use crate::progress::Progress;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ops, rng, Context, Error, Result};
@@ -106,11 +108,11 @@ impl ExtractSummary {
     }
 }
 
-/// The images [start, end) of part `i` of `n` (unions of whole blocks).
-pub fn part_range(images: usize, i: usize, n: usize) -> std::ops::Range<usize> {
-    let blocks = images.div_ceil(BLOCK);
+/// The images [start, end) of part `i` of `n`: unions of whole blocks of `block` images.
+pub fn part_range(images: usize, i: usize, n: usize, block: usize) -> std::ops::Range<usize> {
+    let blocks = images.div_ceil(block);
     let (b0, b1) = (i * blocks / n, (i + 1) * blocks / n);
-    (b0 * BLOCK).min(images)..(b1 * BLOCK).min(images)
+    (b0 * block).min(images)..(b1 * block).min(images)
 }
 
 /// The folder part (i, n) of a run writes to.
@@ -123,7 +125,7 @@ pub fn part_dir(out: &Path, part: (usize, usize)) -> PathBuf {
 }
 
 /// Shards of `size` aligned to multiples of it, covering `range`.
-fn grid(range: std::ops::Range<usize>, size: usize) -> Vec<(usize, usize)> {
+pub(crate) fn grid(range: std::ops::Range<usize>, size: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut s = range.start;
     while s < range.end {
@@ -170,6 +172,14 @@ fn check(opts: &ExtractOptions, ds: &Dataset) -> Result<()> {
             return bad(format!("--captions: image {} has no caption (give the dataset a caption column)", e.path));
         }
     }
+    if let Conditioning::Clip { templates, .. } = &opts.conditioning {
+        if ds.class_names().is_empty() {
+            return bad("--prompt-from-clip needs the dataset's class names to fill the templates (it has only ids)".into());
+        }
+        for t in templates {
+            check_template(t).map_err(|m| Error::BadOption(format!("--prompt-templates: {m}")))?;
+        }
+    }
     if let Conditioning::Prompt(p) = &opts.conditioning {
         if p.contains("{label}") && ds.class_names().is_empty() {
             return bad(format!("--prompt {p:?} uses {{label}} but the dataset has no class names (only ids)"));
@@ -185,7 +195,7 @@ fn model_path(p: &Path) -> String {
 }
 
 /// The manifest this run writes (everything that shapes the features).
-fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone, shard_size: usize) -> Manifest {
+fn manifest(opts: &ExtractOptions, ds: &Dataset, entries: &[ImageEntry], bb: &Pipeline, shard_size: usize) -> Manifest {
     let mut s = Map::new();
     s.insert("model_kind".into(), json!(bb.kind()));
     s.insert("resolution".into(), json!(opts.resolution));
@@ -199,6 +209,9 @@ fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone, shard_size: usiz
         s.insert("dit_class".into(), json!(if opts.dit_class == DitClass::Null { "null" } else { "label" }));
     } else {
         s.insert("conditioning".into(), json!(opts.conditioning.name()));
+        if let Conditioning::Clip { model, .. } = &opts.conditioning {
+            s.insert("clip_model".into(), json!(model_path(model)));
+        }
     }
     if opts.part.1 > 1 {
         s.insert("part".into(), json!(format!("{}/{}", opts.part.0 + 1, opts.part.1)));
@@ -213,26 +226,12 @@ fn manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone, shard_size: usiz
         dtype: opts.dtype.name().into(),
         seed: opts.seed,
         settings: s,
-        images: ds.entries().to_vec(),
+        images: entries.to_vec(),
         class_names: ds.class_names().to_vec(),
         feature_shapes: HashMap::new(),
         shards: vec![],
         failures: vec![],
     }
-}
-
-/// f: [B, C, h, w] -> the pooled features on the host, [B, per-image...].
-fn pool(f: &Tensor, pooling: Pooling) -> Result<(Vec<f32>, Vec<usize>)> {
-    let (b, c, h, w) = f.dims4("extract pooling")?;
-    let (t, shape) = match pooling {
-        Pooling::Mean => (ops::global_avg_pool(f)?, vec![c]),
-        Pooling::None => (f.clone(), vec![c, h, w]),
-        Pooling::Tokens => (ops::nchw_to_tokens(f)?, vec![h * w, c]),
-        Pooling::Avg(oh, ow) => (ops::adaptive_avg_pool2d(f, (oh, ow))?, vec![c, oh, ow]),
-    };
-    let v = ops::to_dtype(&t, DType::F32)?.to_f32_vec()?;
-    debug_assert_eq!(v.len(), b * shape.iter().product::<usize>());
-    Ok((v, shape))
 }
 
 /// The latents of a block of images and which of them failed to load.
@@ -244,7 +243,7 @@ struct BlockLatents {
 }
 
 /// The latent cache of a part: a feature store with one `latents` tensor per block.
-fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone) -> Manifest {
+fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Pipeline) -> Manifest {
     let mut s = Map::new();
     s.insert("resolution".into(), json!(opts.resolution));
     s.insert("posterior".into(), json!(if opts.posterior == Posterior::Mean { "mean" } else { "sample" }));
@@ -272,7 +271,9 @@ fn cache_manifest(opts: &ExtractOptions, ds: &Dataset, bb: &Backbone) -> Manifes
 struct Run<'a> {
     opts: &'a ExtractOptions,
     ds: Arc<Dataset>,
-    bb: Backbone,
+    /// The dataset's entries, with the CLIP-chosen prompts of this part's images if asked.
+    entries: Arc<Vec<ImageEntry>>,
+    bb: Pipeline,
     requests: Vec<TapRequest>,
     /// [1, L, h, w]: the latent of one image, and its element count.
     latent_dims: Vec<usize>,
@@ -307,15 +308,11 @@ impl Run<'_> {
         let opts = self.opts;
         let n = idx.len();
         let x0 = self.latents(lat, idx[0], n)?;
-        let ds = self.ds.clone();
-        let entries: Vec<_> = idx.iter().map(|&i| &ds.entries()[i]).collect();
-        let ctx = if self.bb.is_dit() { None } else { Some(self.bb.conditioning(&opts.conditioning, &entries, ds.class_names())?) };
-        let labels = match self.dit_classes {
-            Some(null) => {
-                let y: Vec<i64> = entries.iter().map(|e| if opts.dit_class == DitClass::Label { e.label } else { null as i64 }).collect();
-                Some(Tensor::from_vec(y, [n], &Device::Cpu)?)
-            }
-            None => None,
+        let (ds, all) = (self.ds.clone(), self.entries.clone());
+        let entries: Vec<_> = idx.iter().map(|&i| &all[i]).collect();
+        let (ctx, labels) = match self.dit_classes {
+            Some(null) => (None, Some(opts.dit_class.labels(&entries, null)?)),
+            None => (Some(opts.conditioning.encode(&mut self.bb, &entries, ds.class_names())?), None),
         };
         // DiT without --dit-noise sees the clean latent: one pass, no draws.
         let noised = !self.bb.is_dit() || opts.dit_noise;
@@ -325,10 +322,10 @@ impl Run<'_> {
         for (ti, &t) in opts.timesteps.iter().enumerate() {
             for d in 0..draws {
                 let x = if noised { self.bb.ddim.add_noise(&x0, &self.noise(idx, t, d)?, &[t])? } else { x0.clone() };
-                let vals = self.bb.forward(&x, t, ctx.as_ref(), labels.as_ref(), &self.requests)?;
+                let vals = self.bb.record(&x, t, ctx.as_ref(), labels.as_ref(), &self.requests, idx)?;
                 for (li, r) in self.requests.iter().enumerate() {
                     let v = vals.get(&r.name).ok_or_else(|| Error::Internal(format!("layer {} was not recorded", r.name)))?;
-                    let (p, shape) = pool(v, opts.pooling)?;
+                    let (p, shape) = opts.pooling.apply(v)?;
                     let slot = &mut out[li * nt + ti];
                     if slot.0.is_empty() {
                         *slot = (p, shape);
@@ -352,7 +349,7 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
     // 1. the dataset, the models, and every check that can fail before any work
     let ds = Arc::new(Dataset::open(&opts.dataset, &opts.dataset_options)?);
     check(opts, &ds)?;
-    let bb = Backbone::load(&opts.model, opts.model_dtype, &opts.device)?;
+    let bb = Pipeline::load(&opts.model, opts.model_dtype, &opts.device)?;
     let requests = bb.resolve(&opts.layers)?;
     let steps = bb.ddim.alphas_cumprod().len();
     if let Some(&t) = opts.timesteps.iter().find(|&&t| t >= steps) {
@@ -365,10 +362,27 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
         }
     }
 
+    let out = part_dir(&opts.out, opts.part);
+    let range = part_range(ds.len(), opts.part.0, opts.part.1, BLOCK);
+    let entries = match &opts.conditioning {
+        Conditioning::Clip { model, templates } => {
+            if bb.is_dit() {
+                return Err(Error::BadOption("--prompt-from-clip conditions Stable Diffusion; DiT takes class labels".into()));
+            }
+            // 1b. the prompt of each image of this part, before any feature (a resumed run reads
+            //     them back from its manifest)
+            let chooser = PromptChooser::new(model, templates, ds.class_names(), &opts.device).context("--prompt-from-clip")?;
+            let known = if out.join(super::store::MANIFEST).exists() { Some(read_manifest(&out)?.images) } else { None };
+            choose_prompts(&chooser, &ds, range.clone(), opts.batch_size, known.as_deref())?
+        }
+        _ => ds.entries().to_vec(),
+    };
+
     // 2. probe one blank image: checks the resolution fits the models, sizes the shards
     let probe = Tensor::zeros([1, 3, opts.resolution, opts.resolution], DType::F32, &Device::Cpu)?;
     let latent_dims = bb.encode(&probe, Posterior::Mean, 0, &[0]).context("running the VAE at --resolution")?.dims().to_vec();
-    let mut run = Run { opts, ds: ds.clone(), bb, requests, latent_per: latent_dims[1..].iter().product(), latent_dims, dit_classes };
+    let entries = Arc::new(entries);
+    let mut run = Run { opts, ds: ds.clone(), entries: entries.clone(), bb, requests, latent_per: latent_dims[1..].iter().product(), latent_dims, dit_classes };
     let probe_lat = BlockLatents { start: 0, data: vec![0.0; run.latent_per], failures: Vec::new() };
     let per_image_bytes: usize = run
         .batch_features(&probe_lat, &[0])
@@ -379,9 +393,7 @@ pub fn extract(opts: &ExtractOptions, progress: bool) -> Result<ExtractSummary> 
     let shard_size = opts.shard_size.unwrap_or_else(|| 1 << (SHARD_BYTES / per_image_bytes.max(1)).clamp(1, BLOCK).ilog2());
 
     // 3. the store (resumed if there), the shards still to do, the latent cache
-    let out = part_dir(&opts.out, opts.part);
-    let mut writer = FeatureStoreWriter::create_or_resume(&out, manifest(opts, &ds, &run.bb, shard_size))?;
-    let range = part_range(ds.len(), opts.part.0, opts.part.1);
+    let mut writer = FeatureStoreWriter::create_or_resume(&out, manifest(opts, &ds, &entries, &run.bb, shard_size))?;
     let todo: Vec<(usize, usize)> = grid(range.clone(), shard_size).into_iter().filter(|&(s, c)| !writer.has_shard(s, c)).collect();
     let model_name = if run.bb.is_dit() { "DiT" } else { "U-Net" };
     let mut summary = ExtractSummary { out: out.clone(), images: range.len(), model_name, ..Default::default() };
@@ -507,7 +519,7 @@ mod tests {
         for (n_img, parts) in [(1000, 3), (100, 4), (256 * 5 + 1, 2), (0, 2)] {
             let mut next = 0;
             for i in 0..parts {
-                let r = part_range(n_img, i, parts);
+                let r = part_range(n_img, i, parts, BLOCK);
                 assert_eq!(r.start, next);
                 assert!(r.start.is_multiple_of(BLOCK) || r.start == n_img);
                 next = r.end;

@@ -283,7 +283,7 @@ pub fn open(root: &Path, files: &[PathBuf], cols: &Columns) -> Result<Opened> {
                     _ => None,
                 };
                 let row = start + r;
-                entries.push(ImageEntry { path: format!("{rel_str}#{row}"), label, split: split.clone(), caption });
+                entries.push(ImageEntry { path: format!("{rel_str}#{row}"), label, split: split.clone(), caption, prompt: None });
                 locs.push(RowLoc { file: fi, row });
             }
             group_starts.push(start + labels.len());
@@ -296,6 +296,39 @@ pub fn open(root: &Path, files: &[PathBuf], cols: &Columns) -> Result<Opened> {
         locs,
         class_names: class_names.unwrap_or_default(),
     })
+}
+
+/// The text column `column` of `files` (paths relative to `root`, in the order given), one
+/// entry per row in file order, None for nulls: the captions of a caption set (LAION-COCO style
+/// files hold no images, so nothing else is read).
+pub fn read_text_column(root: &Path, files: &[PathBuf], column: &str) -> Result<Vec<Option<String>>> {
+    let mut out = Vec::new();
+    for rel in files {
+        let path = root.join(rel);
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let reader = SerializedFileReader::new(file).map_err(|e| Error::format(&path, format!("not a readable parquet file: {e}")))?;
+        let leaves = leaves(&reader);
+        let leaf = leaves.iter().find(|(p, _)| p == column).map(|&(_, i)| i).ok_or_else(|| {
+            Error::format(&path, format!("no text column `{column}`; the columns are {}", top_level_names(&leaves).join(", ")))
+        })?;
+        for g in 0..reader.num_row_groups() {
+            for v in read_column(&reader, g, leaf).map_err(|e| Error::format(&path, format!("column `{column}`: {e}")))? {
+                out.push(match v {
+                    Some(ColumnValue::Bytes(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    Some(ColumnValue::Int(_)) => return Err(Error::format(&path, format!("column `{column}` holds integers, not text"))),
+                    None => None,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The top-level column names of `file`.
+pub fn column_names(file: &Path) -> Result<Vec<String>> {
+    let f = File::open(file).map_err(|e| Error::io(file, e))?;
+    let reader = SerializedFileReader::new(f).map_err(|e| Error::format(file, format!("not a readable parquet file: {e}")))?;
+    Ok(top_level_names(&leaves(&reader)))
 }
 
 impl ParquetImages {

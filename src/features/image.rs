@@ -15,10 +15,11 @@
 //!   generator, so an image's crop does not depend on batch size, order or worker.
 //!
 //! PIL's resampling (libImaging/Resample.c, `ImagingResample`): separable, a horizontal pass
-//! then a vertical one, each output pixel a weighted sum of the input pixels under a triangle
-//! filter whose support is scaled by the downscaling factor (so downscaling is antialiased).
-//! Weights are computed in f64, normalised to sum 1, then turned into fixed point with 22
-//! fractional bits (`(int)(w * 2^22 + 0.5)`); sums start at 2^21 (round half up) and the result
+//! then a vertical one, each output pixel a weighted sum of the input pixels under a filter
+//! (bilinear: the triangle; bicubic, for CLIP: Keys' cubic with a = -0.5) whose support is scaled
+//! by the downscaling factor (so downscaling is antialiased). Weights are computed in f64,
+//! normalised to sum 1, then turned into fixed point with 22 fractional bits (`(int)(w * 2^22 ±
+//! 0.5)`); sums start at 2^21 (round half up) and the result
 //! is shifted right 22 and clamped to 0..255. Both passes store uint8, as PIL does, so the
 //! intermediate rounding is PIL's too. This is Pillow's algorithm up to version 12 (the
 //! reference pins 9.5.0); Pillow 13 sometimes runs the vertical pass first, which moves some
@@ -111,18 +112,27 @@ impl RgbImage {
 
     /// PIL's `Image.resize((width, height), Image.BILINEAR)` (see the module docs).
     pub fn resize_bilinear(&self, width: usize, height: usize) -> Result<RgbImage> {
+        self.resize(width, height, Filter::Bilinear)
+    }
+
+    /// PIL's `Image.resize((width, height), Image.BICUBIC)`: CLIP's preprocessing.
+    pub fn resize_bicubic(&self, width: usize, height: usize) -> Result<RgbImage> {
+        self.resize(width, height, Filter::Bicubic)
+    }
+
+    fn resize(&self, width: usize, height: usize, filter: Filter) -> Result<RgbImage> {
         if width == 0 || height == 0 {
             return Err(Error::Internal(format!("cannot resize a {}x{} image to {height}x{width}", self.height, self.width)));
         }
         if width == self.width && height == self.height {
             return Ok(self.clone());
         }
-        let vert = Coeffs::new(self.height, height);
+        let vert = Coeffs::new(self.height, height, filter);
         // Only the input rows the vertical pass reads go through the horizontal pass.
         let first = vert.bounds[0].0;
         let last = vert.bounds.last().map(|&(lo, n)| lo + n).unwrap_or(first);
         let (src, src_w, row0) = if width != self.width {
-            let horiz = Coeffs::new(self.width, width);
+            let horiz = Coeffs::new(self.width, width, filter);
             (resample_rows(&self.data, self.width, first..last, &horiz), width, first)
         } else {
             (self.data.clone(), self.width, 0)
@@ -168,13 +178,38 @@ fn to_rgb_like_pil(img: DynamicImage) -> RgbImage {
 /// Fixed-point fraction bits of PIL's 8-bit resampling (`PRECISION_BITS`: 32 - 8 - 2).
 const PRECISION_BITS: u32 = 22;
 
-/// PIL's bilinear (triangle) filter, support 1.
-fn triangle(x: f64) -> f64 {
-    let x = x.abs();
-    if x < 1.0 {
-        1.0 - x
-    } else {
-        0.0
+/// PIL's resampling filters (libImaging/Resample.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    /// The triangle, support 1.
+    Bilinear,
+    /// Keys' cubic with a = -0.5, support 2.
+    Bicubic,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bilinear => 1.0,
+            Filter::Bicubic => 2.0,
+        }
+    }
+
+    /// PIL's `bilinear_filter` / `bicubic_filter`.
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Filter::Bilinear if x < 1.0 => 1.0 - x,
+            Filter::Bicubic if x < 1.0 => {
+                const A: f64 = -0.5;
+                ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+            }
+            Filter::Bicubic if x < 2.0 => {
+                const A: f64 = -0.5;
+                (((x - 5.0) * x + 8.0) * x - 4.0) * A
+            }
+            _ => 0.0,
+        }
     }
 }
 
@@ -188,11 +223,11 @@ struct Coeffs {
 }
 
 impl Coeffs {
-    fn new(in_size: usize, out_size: usize) -> Coeffs {
+    fn new(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
         // PIL takes the box edges as f32; exact for any real image size.
         let scale = (in_size as f32 as f64) / out_size as f64;
         let filterscale = scale.max(1.0);
-        let support = filterscale; // the triangle's support (1) times filterscale
+        let support = filter.support() * filterscale;
         let ss = 1.0 / filterscale;
         let ksize = support.ceil() as usize * 2 + 1;
         let mut bounds = Vec::with_capacity(out_size);
@@ -206,13 +241,14 @@ impl Coeffs {
             let n = hi.saturating_sub(lo);
             let mut total = 0.0;
             for (x, wx) in w.iter_mut().enumerate().take(n) {
-                *wx = triangle(((x + lo) as f64 - center + 0.5) * ss);
+                *wx = filter.weight(((x + lo) as f64 - center + 0.5) * ss);
                 total += *wx;
             }
             for (x, tap) in taps.iter_mut().enumerate().take(n) {
                 let v = if total != 0.0 { w[x] / total } else { w[x] };
-                // The triangle is never negative: PIL's positive branch, (int)(0.5 + v * 2^22).
-                *tap = (0.5 + v * (1u32 << PRECISION_BITS) as f64) as i32;
+                // PIL rounds half away from zero: (int)(±0.5 + v * 2^22), C's truncation.
+                let scaled = v * (1u32 << PRECISION_BITS) as f64;
+                *tap = (if v < 0.0 { scaled - 0.5 } else { scaled + 0.5 }) as i32;
             }
             bounds.push((lo, n));
         }
@@ -430,7 +466,7 @@ mod tests {
     #[test]
     fn weights_sum_to_one_in_fixed_point() {
         for (i, o) in [(100, 7), (7, 100), (33, 33), (512, 511)] {
-            let c = Coeffs::new(i, o);
+            let c = Coeffs::new(i, o, Filter::Bilinear);
             for (ox, &(lo, n)) in c.bounds.iter().enumerate() {
                 assert!(lo + n <= i);
                 let s: i64 = c.weights[ox * c.ksize..ox * c.ksize + n].iter().map(|&w| w as i64).sum();

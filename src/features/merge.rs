@@ -1,11 +1,14 @@
-//! `revelio features merge`: joins the parts of a sharded extraction (`--shard i/n` writes
-//! `<out>/part-i-of-n/`) into one feature store. The parts must come from one run (equal
-//! manifests but for their shards, failures and part number) and together cover every image.
+//! `revelio features merge`: joins the parts of a sharded extraction or generation (`--shard
+//! i/n` writes `<out>/part-i-of-n/`) into one feature store, and the parts' image indexes
+//! (`index.jsonl`, generation) into one. The parts must come from one run (equal manifests but
+//! for their shards, failures and part number) and together cover every image.
 //! Shard files are hard-linked into the merged store (copied across file systems); the merged
 //! manifest is written last and atomically, and only then are the part folders removed, so an
 //! interrupted merge can simply be run again.
 
+use super::generate::INDEX;
 use super::store::{read_manifest, write_manifest, Manifest, MANIFEST};
+use crate::io::write_atomic;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +48,8 @@ fn common(m: &Manifest) -> Manifest {
     c.failures.clear();
     c.feature_shapes.clear();
     c.settings.remove("part");
+    // Each part records the CLIP-chosen prompts of its own images only.
+    c.images.iter_mut().for_each(|e| e.prompt = None);
     c
 }
 
@@ -52,13 +57,14 @@ fn common(m: &Manifest) -> Manifest {
 pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
     let first = parts.first().ok_or_else(|| Error::BadOption("merge: no parts given".into()))?;
     let m0 = read_manifest(first)?;
-    let mut merged = common(&m0);
+    let base = common(&m0);
+    let mut merged = base.clone();
     let mut shards = Vec::new();
     let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
     let mut failures = Vec::new();
     for p in parts {
         let m = read_manifest(p)?;
-        if common(&m) != merged {
+        if common(&m) != base {
             return Err(Error::BadInput(format!(
                 "{} and {} come from different runs (model, layers, timesteps, pooling, dtype, seed, images or settings differ)",
                 first.display(),
@@ -70,6 +76,11 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
                 if prev != *v {
                     return Err(Error::BadInput(format!("{}: features {k} have shape {v:?}, other parts {prev:?}", p.display())));
                 }
+            }
+        }
+        for (e, got) in merged.images.iter_mut().zip(&m.images) {
+            if got.prompt.is_some() {
+                e.prompt = got.prompt.clone();
             }
         }
         shards.extend(m.shards.iter().map(|s| (s.clone(), p.clone())));
@@ -109,6 +120,7 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
     merged.feature_shapes = shapes;
     failures.sort_by_key(|f| f.index);
     merged.failures = failures;
+    merge_indexes(parts, out)?;
     write_manifest(out, &merged)?;
     for p in parts {
         if p.as_path() != out {
@@ -116,8 +128,32 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<Manifest> {
                 let _ = std::fs::remove_file(p.join(&s.file));
             }
             let _ = std::fs::remove_file(p.join(MANIFEST));
+            let _ = std::fs::remove_file(p.join(INDEX));
             let _ = std::fs::remove_dir(p);
         }
     }
     Ok(merged)
+}
+
+/// The parts' `index.jsonl` lines, ordered by their `index`, into `out/index.jsonl` (nothing
+/// when no part has one).
+fn merge_indexes(parts: &[PathBuf], out: &Path) -> Result<()> {
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    let mut any = false;
+    for p in parts {
+        let path = p.join(INDEX);
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        any = true;
+        for (n, l) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(l).map_err(|e| Error::format(&path, format!("line {}: not JSON: {e}", n + 1)))?;
+            let i = v["index"].as_u64().ok_or_else(|| Error::format(&path, format!("line {}: no `index`", n + 1)))?;
+            lines.push((i, l.to_string()));
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    lines.sort_by_key(|l| l.0);
+    let body: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+    write_atomic(&out.join(INDEX), body.as_bytes())
 }

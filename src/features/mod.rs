@@ -1,14 +1,19 @@
 //! Features: datasets of real images, their decoding and preprocessing, the input pipeline,
-//! extraction (`revelio extract`), and the store it writes and the trainers read.
+//! extraction (`revelio extract`), generation (`revelio generate`: prompts, images, the
+//! activations collected while sampling), and the store both write and the trainers read.
 
-pub mod backbone;
-pub mod cli;
+pub mod clip_prompts;
+pub mod collect;
+pub mod conditioning;
 pub mod dataset;
 pub mod extract;
+pub mod generate;
 pub mod hf_parquet;
 pub mod image;
 pub mod merge;
+pub mod png;
 pub mod prefetch;
+pub mod prompts;
 pub mod store;
 
 pub use dataset::{Dataset, DatasetFormat, DatasetOptions};

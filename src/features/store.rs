@@ -9,6 +9,7 @@
 //! nothing finished and a rerun skips what is done.
 
 use crate::io::{save_safetensors, write_atomic, SafeTensorsFile};
+use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,10 @@ pub struct ImageEntry {
     pub split: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
+    /// The prompt CLIP chose for the image (`extract --prompt-from-clip`); none for failed
+    /// images and other conditionings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// An image that could not be read, and why. Its rows in the shards are zeros; readers skip
@@ -88,6 +93,26 @@ impl Pooling {
             Pooling::Avg(h, w) => format!("avg:{h}x{w}"),
         }
     }
+
+    /// f: [B, C, h, w] (a map) or [B, N, C] (tokens, as transformer blocks give them) -> the
+    /// pooled features on the host as f32, [B, per-image...], and the per-image shape.
+    pub fn apply(&self, f: &Tensor) -> Result<(Vec<f32>, Vec<usize>)> {
+        let (t, shape) = match (*self, f.dims()) {
+            (Pooling::Mean, &[_, c, _, _]) => (ops::global_avg_pool(f)?, vec![c]),
+            (Pooling::None, &[_, c, h, w]) => (f.clone(), vec![c, h, w]),
+            (Pooling::Tokens, &[_, c, h, w]) => (ops::nchw_to_tokens(f)?, vec![h * w, c]),
+            (Pooling::Avg(oh, ow), &[_, c, _, _]) => (ops::adaptive_avg_pool2d(f, (oh, ow))?, vec![c, oh, ow]),
+            (Pooling::Tokens, &[_, n, c]) => (f.clone(), vec![n, c]),
+            (Pooling::Mean, &[_, _, c]) => (ops::mean(f, 1, false)?, vec![c]),
+            (p, d) => {
+                return Err(Error::BadOption(format!(
+                    "pooling {}: features of shape {d:?} are neither a map [B, C, h, w] nor tokens [B, N, C] (tokens take mean or tokens)",
+                    p.name()
+                )))
+            }
+        };
+        Ok((ops::to_dtype(&t, DType::F32)?.to_f32_vec()?, shape))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +159,47 @@ impl Manifest {
     /// Images covered by complete shards.
     pub fn num_complete(&self) -> usize {
         self.shards.iter().map(|s| s.count).sum()
+    }
+
+    /// The (layer, timestep) a reader asks for, with a store of `revelio generate` also by
+    /// `branch` (its layers are `<tap>@<branch>`) and sampling `step` (its features sit at each
+    /// collected step's timestep, listed in `settings.collect`). Without step and branch, the
+    /// layer and timestep as given.
+    pub fn select(&self, layer: Option<&str>, timestep: Option<usize>, step: Option<usize>, branch: Option<&str>) -> Result<(Option<String>, Option<usize>)> {
+        if step.is_none() && branch.is_none() {
+            return Ok((layer.map(String::from), timestep));
+        }
+        let collect = self.settings.get("collect").filter(|_| self.settings.get("kind").and_then(|k| k.as_str()) == Some("generation"));
+        let Some(c) = collect else {
+            return Err(Error::BadOption(format!("--step and --branch select in stores of `revelio generate`; {} is an extraction store (use --timestep)", self.model)));
+        };
+        let list = |k: &str| -> Vec<u64> { c[k].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default() };
+        let timestep = match step {
+            None => timestep,
+            Some(s) => {
+                let (steps, ts) = (list("steps"), list("timesteps"));
+                let t = steps.iter().position(|&k| k == s as u64).and_then(|i| ts.get(i)).ok_or_else(|| {
+                    Error::BadOption(format!("--step {s}: the store collected steps {steps:?}"))
+                })?;
+                if timestep.is_some_and(|given| given as u64 != *t) {
+                    return Err(Error::BadOption(format!("--step {s} is timestep {t}, not timestep {}", timestep.unwrap_or(0))));
+                }
+                Some(*t as usize)
+            }
+        };
+        let layer = match (layer, branch) {
+            (l, None) => l.map(String::from),
+            (Some(l), Some(_)) if l.contains('@') => return Err(Error::BadOption(format!("--layer {l} already names a branch; drop --branch"))),
+            (Some(l), Some(b)) => Some(format!("{l}@{b}")),
+            (None, Some(b)) => {
+                let taps: Vec<&str> = c["taps"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+                match taps[..] {
+                    [t] => Some(format!("{t}@{b}")),
+                    _ => return Err(Error::BadOption(format!("--branch {b}: pass --layer too (the store has taps [{}])", taps.join(", ")))),
+                }
+            }
+        };
+        Ok((layer, timestep))
     }
 }
 

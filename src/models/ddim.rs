@@ -1,8 +1,8 @@
 //! DDIM, as diffusers' `DDIMScheduler` (checked against diffusers 0.42
 //! `schedulers/scheduling_ddim.py`): the noise schedule (betas, alphas_cumprod in f32 as torch
 //! computes them, :213-230), the inference timesteps for each spacing (`set_timesteps`,
-//! :355-380), `add_noise` (what feature extraction uses, :517) and the eta = 0 `step` (what
-//! sampling uses, :384).
+//! :355-380), `add_noise` (what feature extraction uses, :517) and `step` with any eta (what sampling
+//! uses, :384).
 //!
 //! Legend: t = a training-schedule index in [0, num_train_timesteps); abar_t = alphas_cumprod[t];
 //! x: [B, ...] latents, any rank >= 1, on any device and float dtype.
@@ -325,13 +325,20 @@ impl Ddim {
         ops::add(&ops::mul(x0, &coef(sa)?)?, &ops::mul(noise, &coef(sb)?)?)
     }
 
-    /// One eta = 0 DDIM step from timestep `t` (diffusers `DDIMScheduler.step` with eta 0):
-    /// predict x0 and eps from `model_output` by the prediction type, then
-    /// prev = sqrt(abar_prev) * x0 + sqrt(1 - abar_prev) * eps, where prev = t - T / n
-    /// (integer ratio, whatever the spacing: scheduling_ddim.py:445 does this even for
-    /// trailing and linspace) and abar_prev = final_alpha_cumprod when prev < 0.
-    /// model_output, sample: [B, ...] of one shape -> prev_sample of that shape.
+    /// One eta = 0 DDIM step from timestep `t` (`step_eta` with eta 0).
     pub fn step(&self, model_output: &Tensor, t: usize, sample: &Tensor) -> Result<Tensor> {
+        self.step_eta(model_output, t, sample, 0.0, None)
+    }
+
+    /// One DDIM step from timestep `t` (diffusers `DDIMScheduler.step`, scheduling_ddim.py
+    /// :384-470): predict x0 and eps from `model_output` by the prediction type, then
+    /// prev = sqrt(abar_prev) * x0 + sqrt(1 - abar_prev - std^2) * eps + std * noise, with
+    /// std = eta * sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) (all f32, as
+    /// torch computes them), prev = t - T / n (integer ratio, whatever the spacing: :445 does
+    /// this even for trailing and linspace) and abar_prev = final_alpha_cumprod when prev < 0.
+    /// model_output, sample: [B, ...] of one shape -> prev_sample of that shape; `noise`
+    /// (diffusers' `variance_noise`, same shape) is needed when eta > 0.
+    pub fn step_eta(&self, model_output: &Tensor, t: usize, sample: &Tensor, eta: f32, noise: Option<&Tensor>) -> Result<Tensor> {
         const OP: &str = "ddim_step";
         let n = self.num_inference_steps.ok_or_else(|| Error::op(OP, "call set_timesteps before step"))?;
         crate::ensure_op!(
@@ -341,6 +348,7 @@ impl Ddim {
             model_output.shape(),
             sample.shape()
         );
+        crate::ensure_op!(eta >= 0.0 && eta.is_finite(), OP, "eta must be finite and >= 0, got {eta}");
         let abar_t = self.abar(t, OP)?;
         let prev = t as i64 - (self.config.num_train_timesteps / n) as i64;
         let abar_prev = if prev >= 0 { self.abar(prev as usize, OP)? } else { self.final_alpha_cumprod };
@@ -359,8 +367,17 @@ impl Ddim {
             ),
             _ => (model_output.clone(), div(&ops::sub(sample, &ops::scale(model_output, sa)?)?, sb)?),
         };
-        let dir = ops::scale(&eps, (1.0 - abar_prev).sqrt())?;
-        ops::add(&ops::scale(&x0, abar_prev.sqrt())?, &dir)
+        // _get_variance: (beta_prev / beta_t) * (1 - abar_t / abar_prev)
+        let variance = ((1.0 - abar_prev) / beta_t) * (1.0 - abar_t / abar_prev);
+        let std = eta * variance.sqrt();
+        let dir = ops::scale(&eps, (1.0 - abar_prev - std * std).sqrt())?;
+        let prev_sample = ops::add(&ops::scale(&x0, abar_prev.sqrt())?, &dir)?;
+        if eta == 0.0 {
+            return Ok(prev_sample);
+        }
+        let noise = noise.ok_or_else(|| Error::op(OP, format!("eta = {eta} needs the step's noise")))?;
+        crate::ensure_op!(noise.shape() == sample.shape(), OP, "noise {} and sample {} differ in shape", noise.shape(), sample.shape());
+        ops::add(&prev_sample, &ops::scale(noise, std)?)
     }
 }
 

@@ -13,7 +13,7 @@ pub struct AttentionParams {
     /// Key/value tokens (>= 1).
     pub nk: usize,
     pub heads: usize,
-    /// Head dim: a multiple of 8, at most `MAX_HEAD_DIM`.
+    /// Head dim, at most `MAX_HEAD_DIM`; a multiple of 8 for the CUDA kernels (ops pads others).
     pub head_dim: usize,
     /// Multiplies q . k before the softmax (usually 1/sqrt(D)); finite.
     pub scale: f32,

@@ -13,10 +13,9 @@
 //! - [`data`]: rows from a feature store or a safetensors file; [`train`]: the loop, batching,
 //!   schedule, checkpoints and exact resume; [`metrics`]: FVU, L0, dead fraction, frequencies;
 //! - [`checkpoint`]: `sae_weights.safetensors` + `cfg.json` (SAELens' format plus provenance),
-//!   training checkpoints and the JSONL log; [`cli`]: `revelio sae train|encode|eval|analyze`.
+//!   training checkpoints and the JSONL log. The commands (`revelio sae ...`) are in src/cli/sae.rs.
 
 pub mod checkpoint;
-pub mod cli;
 pub mod data;
 pub mod loss;
 pub mod metrics;

@@ -60,6 +60,7 @@ fn synthetic_store(dir: &Path, keys: &[(&str, usize)], shape: &[usize], test: bo
             label: (i % 3) as i64,
             split: if i < 48 || !test { "train".into() } else { "test".into() },
             caption: None,
+            prompt: None,
         })
         .collect();
     let m = Manifest {

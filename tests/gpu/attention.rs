@@ -73,3 +73,17 @@ fn attention_small_shapes() {
 fn attention_model_shapes() {
     check(sized(REAL, REAL_SMALL), 500);
 }
+
+/// Head dims that are not multiples of 8 (the tiny test models of diffusers and transformers
+/// use 4 and 12): ops pads them with zeros to the next multiple of 8, the scale from the true D.
+const ODD_HEAD_DIMS: &[(usize, usize, usize, usize, usize, bool)] = &[
+    (2, 70, 77, 2, 4, false),
+    (1, 90, 90, 3, 12, true),
+    (1, 33, 17, 2, 3, false),
+];
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn attention_odd_head_dims() {
+    check(ODD_HEAD_DIMS, 900);
+}

@@ -42,3 +42,23 @@ fn unet_fixtures_match_diffusers_on_cuda() {
         parity(name, &dev, DType::BF16, 2e-2);
     }
 }
+
+/// Sampling on CUDA (tests/generate.rs's fixture, head dims 12 and 4, padded to 16 and 8 by
+/// ops): 10 DDIM steps with classifier-free guidance from diffusers' initial latents, the final
+/// latents against StableDiffusionPipeline's, in f32 (1e-4, as on the CPU).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn sampling_matches_diffusers_on_cuda() {
+    use revelio::models::pipeline::{Pipeline, Sampling};
+    use revelio::models::taps::Taps;
+    let dev = cuda();
+    let sd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generate/sd");
+    let f = fixture("generate/expected.safetensors");
+    let mut pipe = Pipeline::load(&sd, DType::F32, &dev).unwrap();
+    let cond = pipe.encode_prompts(&["a photo of a cat", "an apple on a table"]).unwrap();
+    let uncond = pipe.encode_prompts(&["", ""]).unwrap();
+    let s = Sampling { steps: 10, guidance: 7.5, eta: 0.0, seed: 7 };
+    let out = pipe.sample(&fixture_tensor(&f, "init"), &cond, Some(&uncond), &[0, 1], &s, &mut Taps::default(), &mut |_| {}).unwrap();
+    assert!(out.device().is_cuda());
+    assert_tensor_close("final latents on CUDA", &out, &fixture_tensor(&f, "cfg.final"), 1e-4);
+}

@@ -112,7 +112,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -122,7 +121,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_unet_torch as ub  # noqa: E402
-from benchlib import errors, perturb, round_bf16  # noqa: E402
+from benchlib import errors, perturb, round_bf16, run_revelio  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JSON = "bench_extract.json"
@@ -520,15 +519,7 @@ def revelio_once(cmd, store, env):
     """One `revelio extract` into a fresh store: its summary lines, parsed, and the wall time."""
     if os.path.exists(store):
         shutil.rmtree(store)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    wall = time.perf_counter() - t0
-    sys.stderr.write(proc.stdout)
-    if proc.returncode != 0:
-        sys.exit(f"revelio extract failed (exit {proc.returncode})")
-    m, tm = SUMMARY.search(proc.stdout), TIMES.search(proc.stdout)
-    if not (m and tm):
-        sys.exit("could not read revelio's summary lines (extract: ... img/s; time: ...)")
+    m, tm, wall = run_revelio(cmd, env, "extract", SUMMARY, TIMES)
     images, elapsed, rate = int(m.group(1)), float(m.group(2)), float(m.group(3))
     decode, waited, vae, model, write = (float(tm.group(i)) for i in (1, 2, 3, 5, 6))
     loop = vae + model + write

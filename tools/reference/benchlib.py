@@ -5,6 +5,7 @@ timing, error measures, and the results file with its final comparison step."""
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -102,3 +103,19 @@ def compare_and_write(results, names, out_dir, json_path):
     with open(json_path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {json_path}", file=sys.stderr)
+
+
+def run_revelio(cmd, env, command, summary, times):
+    """Runs one revelio command line, echoing its stdout to stderr: the matches of its
+    `summary` and `times` lines (compiled regexes) and the wall time in seconds. Exits when the
+    command fails or prints either line unmatched."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    wall = time.perf_counter() - t0
+    sys.stderr.write(proc.stdout)
+    if proc.returncode != 0:
+        sys.exit(f"revelio {command} failed (exit {proc.returncode})")
+    m, tm = summary.search(proc.stdout), times.search(proc.stdout)
+    if not (m and tm):
+        sys.exit(f"could not read revelio's summary lines ({command}: ... img/s; time: ...)")
+    return m, tm, wall

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import perturb, save
+from common import bits, derive, perturb, save
 
 CIN, WIDTHS, K = 6, [8, 8, 8, 8], 5
 B, H, W = 4, 8, 8
@@ -36,28 +36,8 @@ P = 0.3
 SEED = 1234
 LR, WD = 1e-3, 0.01
 
-M64 = (1 << 64) - 1
-
-
-def mix64(z):
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-
-def rng_bits(seed, i):
-    return mix64(seed ^ mix64((i + 0x9E3779B97F4A7C15) & M64))
-
-
 def rng_uniform(seed, i):
-    return (rng_bits(seed, i) >> 40) * (1.0 / 16777216.0)
-
-
-def rng_derive(seed, path):
-    acc = mix64(seed)
-    for p in path:
-        acc = mix64(acc ^ mix64((p + 0x632BE59BD9B4E019) & M64))
-    return acc
+    return (bits(seed, i) >> 40) * (1.0 / 16777216.0)
 
 
 def keep_mask(seed, rows, cols, p):
@@ -127,8 +107,8 @@ def main():
     with torch.no_grad():
         out["eval.logits"] = model(x)
 
-    keep = [keep_mask(rng_derive(SEED, [i]), B, w, P) for i, w in enumerate(WIDTHS)]
-    keep.append(keep_mask(rng_derive(SEED, [len(WIDTHS)]), B, WIDTHS[-1], P))
+    keep = [keep_mask(derive(SEED, [i]), B, w, P) for i, w in enumerate(WIDTHS)]
+    keep.append(keep_mask(derive(SEED, [len(WIDTHS)]), B, WIDTHS[-1], P))
     model.train()
     logits = model(x, keep)
     loss = F.cross_entropy(logits, labels)

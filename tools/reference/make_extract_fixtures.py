@@ -25,11 +25,9 @@ Writes tests/fixtures/extract/:
 """
 
 import json
-import math
 import os
 import sys
 
-import numpy as np
 import PIL
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel, PNDMScheduler, UNet2DConditionModel
@@ -50,76 +48,13 @@ LAYERS = {"mid": "mid_block", "up.0": "up_blocks.0", "up.1": "up_blocks.1"}
 DIT_T = 25
 DIT_BLOCKS = [0, 1]
 
-# ---- revelio::rng, ported (src/rng.rs) ----
-M64 = (1 << 64) - 1
-
-
-def mix64(z):
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-
-def bits(seed, i):
-    return mix64(seed ^ mix64((i + 0x9E3779B97F4A7C15) & M64))
-
-
-def normal(seed, i):
-    u1 = ((bits(seed, 2 * i) >> 11) + 1.0) * (1.0 / 9_007_199_254_740_993.0)
-    u2 = (bits(seed, 2 * i + 1) >> 11) * (1.0 / 9_007_199_254_740_992.0)
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-
-
-def derive(seed, path):
-    acc = mix64(seed)
-    for p in path:
-        acc = mix64(acc ^ mix64((p + 0x632BE59BD9B4E019) & M64))
-    return acc
-
 
 def noise(i, t, shape):
-    s = derive(SEED, [i, t, 0])
-    n = int(np.prod(shape))
-    return torch.tensor(np.array([normal(s, k) for k in range(n)], dtype=np.float32).reshape(shape))
-
-
-# ---- a tiny CLIP BPE vocabulary ----
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def write_tokenizer(folder):
-    chars = bytes_to_unicode()
-    vocab = chars + [c + "</w>" for c in chars]
-    merges = [("a", "</w>"), ("p", "h"), ("ph", "o"), ("pho", "t"), ("phot", "o</w>"), ("o", "f</w>")]
-    vocab += ["".join(m) for m in merges]
-    vocab += ["</w>", "<|startoftext|>", "<|endoftext|>"]
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "vocab.json"), "w") as f:
-        json.dump({tok: i for i, tok in enumerate(vocab)}, f, ensure_ascii=False)
-    with open(os.path.join(folder, "merges.txt"), "w") as f:
-        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-    special = {"content": "<|endoftext|>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"add_prefix_space": False, "bos_token": dict(special, content="<|startoftext|>"),
-                   "do_lower_case": True, "eos_token": special, "errors": "replace", "model_max_length": 77,
-                   "pad_token": special, "tokenizer_class": "CLIPTokenizer", "unk_token": special}, f, indent=1)
-    with open(os.path.join(folder, "special_tokens_map.json"), "w") as f:
-        json.dump({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-                   "unk_token": "<|endoftext|>"}, f, indent=1)
-    return len(vocab)
+    return common.normal_tensor(common.derive(SEED, [i, t, 0]), shape)
 
 
 def build_pipeline():
-    vocab_size = write_tokenizer(os.path.join(SD, "tokenizer"))
+    vocab_size = common.write_tiny_tokenizer(os.path.join(SD, "tokenizer"))
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),

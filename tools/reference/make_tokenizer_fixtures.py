@@ -36,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 
+import common
+
 FORMAT_VERSION = 1
 HINT = "re-run tools/reference/make_tokenizer_fixtures.py"
 FIXTURE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "tokenizer")
@@ -90,18 +92,6 @@ PROMPTS = [
 ]
 
 
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def find_open_clip_bpe():
     import importlib.util
     spec = importlib.util.find_spec("open_clip")
@@ -116,7 +106,7 @@ def build_full_table(bpe_path, out_dir):
     special tokens."""
     lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
     merges = lines[1:49152 - 256 - 2 + 1]
-    byte_tokens = list(bytes_to_unicode().values())
+    byte_tokens = common.bytes_to_unicode()
     vocab = byte_tokens + [t + "</w>" for t in byte_tokens]
     vocab += ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     encoder = dict(zip(vocab, range(len(vocab))))
@@ -221,7 +211,7 @@ def reduced_table(encoder, merges, token_lists):
             need.add(rank)
             stack += [a, b]
     kept = [merges[r] for r in sorted(need)]
-    byte_tokens = list(bytes_to_unicode().values())
+    byte_tokens = common.bytes_to_unicode()
     keep = set(byte_tokens) | {t + "</w>" for t in byte_tokens} | {"<|startoftext|>", "<|endoftext|>"}
     keep |= {"".join(m.split()) for m in kept}
     vocab = {t: i for t, i in encoder.items() if t in keep}

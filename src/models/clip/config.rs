@@ -22,10 +22,6 @@ use crate::{Error, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-/// The largest and the required multiple of the head dim: revelio's attention op takes head
-/// dims that are multiples of 8 up to 512 (CLIP's are 64).
-const HEAD_DIM_MULTIPLE: usize = 8;
-
 /// Keys of config.json that do not change the computation (see the module doc).
 const KNOWN_UNUSED: &[&str] = &[
     "projection_dim",
@@ -39,6 +35,22 @@ const KNOWN_UNUSED: &[&str] = &[
     "dtype",
     "torch_dtype",
 ];
+
+/// hidden_size / num_attention_heads must be whole and at most what revelio's attention takes.
+pub(crate) fn check_head_dim(hidden_size: usize, heads: usize) -> std::result::Result<(), String> {
+    if !hidden_size.is_multiple_of(heads) {
+        return Err(format!("hidden_size {hidden_size} is not a multiple of num_attention_heads {heads}"));
+    }
+    let d = hidden_size / heads;
+    if d > crate::ops::attention::MAX_HEAD_DIM {
+        return Err(format!(
+            "head dim hidden_size / num_attention_heads = {hidden_size} / {heads} = {d} is not supported \
+             (revelio's attention takes up to {})",
+            crate::ops::attention::MAX_HEAD_DIM
+        ));
+    }
+    Ok(())
+}
 
 /// The activation of the MLP (`hidden_act`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +71,15 @@ impl HiddenAct {
             "gelu_pytorch_tanh" | "gelu_new" => Some(HiddenAct::GeluTanh),
             _ => None,
         }
+    }
+
+    /// `parse`, or an error naming the tower's config ("CLIP text config") and the value.
+    pub fn parse_for(config: &str, name: &str) -> Result<HiddenAct> {
+        HiddenAct::parse(name).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{config}: hidden_act \"{name}\" is not supported (quick_gelu, gelu, gelu_pytorch_tanh, gelu_new are)"
+            ))
+        })
     }
 
     /// The elementwise op that computes it.
@@ -167,12 +188,7 @@ impl ClipTextConfig {
 
     /// The MLP activation (validated).
     pub fn act(&self) -> Result<HiddenAct> {
-        HiddenAct::parse(&self.hidden_act).ok_or_else(|| {
-            Error::Unsupported(format!(
-                "CLIP text config: hidden_act \"{}\" is not supported (quick_gelu, gelu, gelu_pytorch_tanh, gelu_new are)",
-                self.hidden_act
-            ))
-        })
+        HiddenAct::parse_for("CLIP text config", &self.hidden_act)
     }
 
     /// The EOS id (validated).
@@ -208,22 +224,7 @@ impl ClipTextConfig {
                 return bad(format!("{name} must be positive, got 0"));
             }
         }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return bad(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
-        let d = self.head_dim();
-        if !d.is_multiple_of(HEAD_DIM_MULTIPLE) || d > crate::ops::attention::MAX_HEAD_DIM {
-            return bad(format!(
-                "head dim hidden_size / num_attention_heads = {} / {} = {d} is not supported \
-                 (revelio's attention takes multiples of {HEAD_DIM_MULTIPLE} up to {})",
-                self.hidden_size,
-                self.num_attention_heads,
-                crate::ops::attention::MAX_HEAD_DIM
-            ));
-        }
+        check_head_dim(self.hidden_size, self.num_attention_heads).map_err(|m| format!("CLIP text config: {m}"))?;
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
             return bad(format!("layer_norm_eps must be positive and finite, got {}", self.layer_norm_eps));
         }
@@ -330,7 +331,7 @@ mod tests {
         };
         assert!(with("hidden_act", "relu".into()).contains("hidden_act \"relu\""));
         assert!(with("num_attention_heads", 7.into()).contains("num_attention_heads 7"));
-        assert!(with("num_attention_heads", 128.into()).contains("= 6"));
+        assert!(with("num_attention_heads", 1.into()).contains("= 768"));
         assert!(with("eos_token_id", serde_json::json!([2, 3])).contains("eos_token_id"));
         assert!(with("eos_token_id", Value::Null).contains("eos_token_id"));
         assert!(with("layer_norm_eps", 0.into()).contains("layer_norm_eps"));

@@ -27,9 +27,10 @@
 //! norm) in `StableDiffusionPipeline.encode_prompt`; the skipped layers are not computed.
 
 use super::config::ClipTextConfig;
-use crate::models::common::layers::{LayerNorm, Linear};
+use super::encoder::{EncoderDims, EncoderLayer};
+use crate::models::common::layers::LayerNorm;
 use crate::models::weights::{Scope, Weights};
-use crate::ops::{self, Unary};
+use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ensure_op, Error, Result};
 use std::path::Path;
@@ -38,90 +39,6 @@ const OP: &str = "clip_text_model";
 
 /// The checkpoint key of the buffer that is allowed to go unused.
 const POSITION_IDS: &str = "embeddings.position_ids";
-
-/// CLIPAttention: q/k/v/out projections [D, D], causal softmax(q k^T / sqrt(Dh)) v.
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
-    heads: usize,
-    head_dim: usize,
-}
-
-impl Attention {
-    fn load(w: &Scope, cfg: &ClipTextConfig) -> Result<Attention> {
-        let d = cfg.hidden_size;
-        Ok(Attention {
-            q_proj: Linear::load(&w.pp("q_proj"), d, d, true)?,
-            k_proj: Linear::load(&w.pp("k_proj"), d, d, true)?,
-            v_proj: Linear::load(&w.pp("v_proj"), d, d, true)?,
-            out_proj: Linear::load(&w.pp("out_proj"), d, d, true)?,
-            heads: cfg.num_attention_heads,
-            head_dim: cfg.head_dim(),
-        })
-    }
-
-    /// x: [B, S, D] -> [B, S, D]
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, s, d) = x.dims3(OP)?;
-        let split = |t: Tensor| t.reshape([b, s, self.heads, self.head_dim]);
-        let q = split(self.q_proj.forward(x)?)?;
-        let k = split(self.k_proj.forward(x)?)?;
-        let v = split(self.v_proj.forward(x)?)?;
-        // transformers multiplies q k^T by head_dim^-0.5 and adds the causal mask before the
-        // softmax (`eager_attention_forward`, SDPA with is_causal=True: the same).
-        let scale = (self.head_dim as f32).powf(-0.5);
-        let o = ops::attention::attention(&q, &k, &v, scale, true)?;
-        self.out_proj.forward(&o.reshape([b, s, d])?)
-    }
-}
-
-/// CLIPMLP: fc1 [I, D] -> act -> fc2 [D, I].
-struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-    act: Unary,
-}
-
-impl Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(x)?;
-        self.fc2.forward(&ops::unary(&h, self.act)?)
-    }
-}
-
-/// CLIPEncoderLayer (pre-norm): h + attn(ln1(h)), then h + mlp(ln2(h)).
-struct EncoderLayer {
-    layer_norm1: LayerNorm,
-    self_attn: Attention,
-    layer_norm2: LayerNorm,
-    mlp: Mlp,
-}
-
-impl EncoderLayer {
-    fn load(w: &Scope, cfg: &ClipTextConfig) -> Result<EncoderLayer> {
-        let (d, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
-        Ok(EncoderLayer {
-            layer_norm1: LayerNorm::load(&w.pp("layer_norm1"), d, eps)?,
-            self_attn: Attention::load(&w.pp("self_attn"), cfg)?,
-            layer_norm2: LayerNorm::load(&w.pp("layer_norm2"), d, eps)?,
-            mlp: Mlp {
-                fc1: Linear::load(&w.pp("mlp").pp("fc1"), d, i, true)?,
-                fc2: Linear::load(&w.pp("mlp").pp("fc2"), i, d, true)?,
-                act: cfg.act()?.unary(),
-            },
-        })
-    }
-
-    /// h: [B, S, D] -> [B, S, D]
-    fn forward(&self, h: &Tensor) -> Result<Tensor> {
-        let a = self.self_attn.forward(&self.layer_norm1.forward(h)?)?;
-        let h = ops::add(h, &a)?;
-        let m = self.mlp.forward(&self.layer_norm2.forward(&h)?)?;
-        ops::add(&h, &m)
-    }
-}
 
 /// What `forward` returns.
 #[derive(Debug, Clone)]
@@ -178,24 +95,38 @@ impl ClipTextModel {
     /// The model of `config` from `w` (keys with or without the `text_model.` prefix). Every
     /// tensor in `w` must be used, except the `position_ids` buffer.
     pub fn new(config: ClipTextConfig, w: &Weights) -> Result<ClipTextModel> {
+        let root = if w.contains("text_model.embeddings.token_embedding.weight") { w.root().pp("text_model") } else { w.root() };
+        let position_ids = ClipTextModel::position_ids_key(&root);
+        let model = ClipTextModel::from_scope(config, &root)?;
+        w.finish(|k| k == position_ids)?;
+        Ok(model)
+    }
+
+    /// The model of `config` from the tensors under `root` (`text_model` in a CLIPModel); the
+    /// caller checks that nothing else is left unused.
+    pub fn from_scope(config: ClipTextConfig, root: &Scope) -> Result<ClipTextModel> {
         config.validate()?;
-        let root = if w.contains("text_model.embeddings.token_embedding.weight") {
-            w.root().pp("text_model")
-        } else {
-            w.root()
-        };
         let (d, p, v) = (config.hidden_size, config.max_position_embeddings, config.vocab_size);
         let emb = root.pp("embeddings");
         let token_embedding = emb.get("token_embedding.weight", &[v, d])?;
         let position_embedding = emb.get("position_embedding.weight", &[p, d])?;
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| EncoderLayer::load(&root.pp("encoder").pp("layers").pp(i), &config))
-            .collect::<Result<Vec<_>>>()?;
+        let dims = EncoderDims {
+            hidden: d,
+            intermediate: config.intermediate_size,
+            heads: config.num_attention_heads,
+            eps: config.layer_norm_eps,
+            act: config.act()?,
+            causal: true,
+        };
+        let layers = EncoderLayer::load_all(root, config.num_hidden_layers, &dims)?;
         let final_layer_norm = LayerNorm::load(&root.pp("final_layer_norm"), d, config.layer_norm_eps)?;
-        let position_ids = root.key(POSITION_IDS);
-        w.finish(|k| k == position_ids)?;
         let eos = config.eos()?;
         Ok(ClipTextModel { config, token_embedding, position_embedding, layers, final_layer_norm, eos })
+    }
+
+    /// The checkpoint key of the `position_ids` buffer under `root`, allowed to go unused.
+    pub fn position_ids_key(root: &Scope) -> String {
+        root.key(POSITION_IDS)
     }
 
     pub fn config(&self) -> &ClipTextConfig {

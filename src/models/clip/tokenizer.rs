@@ -1,6 +1,7 @@
 //! The CLIP byte-level BPE tokenizer that Stable Diffusion's text encoder takes its ids from,
 //! loaded from a diffusers `tokenizer/` folder (vocab.json, merges.txt, tokenizer_config.json,
-//! special_tokens_map.json) and equal, id for id, to Hugging Face's.
+//! special_tokens_map.json; or tokenizer.json in place of the first two, which is all
+//! transformers 5 saves) and equal, id for id, to Hugging Face's.
 //!
 //! Hugging Face ships two CLIP tokenizers that disagree on some text, so there are two flavors:
 //!
@@ -161,47 +162,129 @@ fn parse_token_entry(path: &Path, key: &str, v: &Value) -> Result<(String, bool)
     }
 }
 
+/// A folder's BPE tables: token -> id, the merges in rank order (each with where it was read,
+/// for errors), the file the vocabulary came from, and the `normalized` flag tokenizer.json
+/// gives its added tokens.
+struct BpeTables {
+    encoder: HashMap<String, u32>,
+    merges: Vec<(String, String, String)>,
+    vocab_path: PathBuf,
+    added_normalized: HashMap<String, bool>,
+}
+
+fn token_ids(path: &Path, vocab: Value) -> Result<HashMap<String, u32>> {
+    match vocab {
+        Value::Object(m) => m
+            .into_iter()
+            .map(|(k, v)| match v.as_u64().and_then(|id| u32::try_from(id).ok()) {
+                Some(id) => Ok((k, id)),
+                None => Err(Error::format(path, format!("token {k:?} has id {v}, expected an unsigned integer"))),
+            })
+            .collect(),
+        _ => Err(Error::format(path, "expected a JSON object of token -> id")),
+    }
+}
+
+impl BpeTables {
+    /// vocab.json and merges.txt when the folder has them, else tokenizer.json.
+    fn read(dir: &Path) -> Result<BpeTables> {
+        let vocab_path = dir.join("vocab.json");
+        if !vocab_path.exists() && !dir.join("tokenizer.json").exists() {
+            return Err(Error::BadInput(format!(
+                "tokenizer folder {}: has neither vocab.json and merges.txt nor tokenizer.json",
+                dir.display()
+            )));
+        }
+        if vocab_path.exists() {
+            let encoder = token_ids(&vocab_path, read_json(&vocab_path)?)?;
+            let merges_path = dir.join("merges.txt");
+            let text = read_text(&merges_path)?;
+            // Like transformers: strip the file, drop its first line (`#version: ...`), keep at
+            // most MAX_MERGES lines.
+            let merges = text
+                .trim()
+                .split('\n')
+                .skip(1)
+                .take(MAX_MERGES)
+                .enumerate()
+                .map(|(i, line)| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                    [a, b] => Ok((a.to_string(), b.to_string(), format!("{} line {}", merges_path.display(), i + 2))),
+                    _ => Err(Error::format(&merges_path, format!("line {}: expected two symbols, got {line:?}", i + 2))),
+                })
+                .collect::<Result<_>>()?;
+            return Ok(BpeTables { encoder, merges, vocab_path, added_normalized: HashMap::new() });
+        }
+        // tokenizer.json (Hugging Face tokenizers): `model` is the BPE (vocab, and merges as
+        // "a b" strings or, since tokenizers 0.20, [a, b] pairs); `added_tokens` the specials.
+        let path = dir.join("tokenizer.json");
+        let Value::Object(mut root) = read_json(&path)? else {
+            return Err(Error::format(&path, "expected a JSON object"));
+        };
+        let Some(Value::Object(mut model)) = root.remove("model") else {
+            return Err(Error::format(&path, "no `model` object"));
+        };
+        let kind = model.get("type").and_then(Value::as_str).unwrap_or("");
+        let suffix = model.get("end_of_word_suffix").and_then(Value::as_str).unwrap_or("");
+        if kind != "BPE" || suffix != "</w>" {
+            return Err(Error::format(
+                &path,
+                format!("`model` is {kind:?} with end_of_word_suffix {suffix:?}: not CLIP's byte-level BPE (\"BPE\", \"</w>\")"),
+            ));
+        }
+        let encoder = token_ids(&path, model.remove("vocab").unwrap_or(Value::Null))?;
+        let Some(Value::Array(list)) = model.remove("merges") else {
+            return Err(Error::format(&path, "`model` has no `merges` list"));
+        };
+        let merges = list
+            .iter()
+            .take(MAX_MERGES)
+            .enumerate()
+            .map(|(i, m)| {
+                let pair: Option<(&str, &str)> = match m {
+                    Value::String(s) => s.split_once(' '),
+                    Value::Array(p) => match &p[..] {
+                        [Value::String(a), Value::String(b)] => Some((a, b)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                pair.map(|(a, b)| (a.to_string(), b.to_string(), format!("{} merge {i}", path.display())))
+                    .ok_or_else(|| Error::format(&path, format!("merge {i} is {m}, expected \"a b\" or [a, b]")))
+            })
+            .collect::<Result<_>>()?;
+        let mut added_normalized = HashMap::new();
+        for t in root.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
+            let (content, id) = (t.get("content").and_then(Value::as_str), t.get("id").and_then(Value::as_u64));
+            let (Some(content), Some(id)) = (content, id) else {
+                return Err(Error::format(&path, format!("added token {t} has no `content` or `id`")));
+            };
+            if encoder.get(content).map(|&v| v as u64) != Some(id) {
+                return Err(Error::format(
+                    &path,
+                    format!("added token {content:?} (id {id}) is not in the vocabulary with that id: added tokens beyond it are not supported"),
+                ));
+            }
+            added_normalized.insert(content.to_string(), t.get("normalized").and_then(Value::as_bool).unwrap_or(false));
+        }
+        Ok(BpeTables { encoder, merges, vocab_path: path, added_normalized })
+    }
+}
+
 impl ClipTokenizer {
-    /// Loads a tokenizer folder (`vocab.json`, `merges.txt`, and if present
-    /// `tokenizer_config.json` and `special_tokens_map.json`) in the default flavor.
+    /// Loads a tokenizer folder (`vocab.json` and `merges.txt`, or `tokenizer.json`, and if
+    /// present `tokenizer_config.json` and `special_tokens_map.json`) in the default flavor.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         Self::from_dir_with_flavor(dir, Flavor::default())
     }
 
     pub fn from_dir_with_flavor(dir: &Path, flavor: Flavor) -> Result<Self> {
-        let vocab_path = dir.join("vocab.json");
-        let encoder: HashMap<String, u32> = match read_json(&vocab_path)? {
-            Value::Object(m) => m
-                .into_iter()
-                .map(|(k, v)| match v.as_u64().and_then(|id| u32::try_from(id).ok()) {
-                    Some(id) => Ok((k, id)),
-                    None => {
-                        Err(Error::format(&vocab_path, format!("token {k:?} has id {v}, expected an unsigned integer")))
-                    }
-                })
-                .collect::<Result<_>>()?,
-            _ => return Err(Error::format(&vocab_path, "expected a JSON object of token -> id")),
-        };
-
-        let merges_path = dir.join("merges.txt");
-        let merges_text = read_text(&merges_path)?;
+        let BpeTables { encoder, merges, vocab_path, added_normalized } = BpeTables::read(dir)?;
         let mut ranks = HashMap::new();
-        // Like transformers: strip the file, drop its first line (`#version: ...`), keep at
-        // most MAX_MERGES lines; a later duplicate of a pair overrides the earlier rank.
-        for (rank, line) in merges_text.trim().split('\n').skip(1).take(MAX_MERGES).enumerate() {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            let [a, b] = parts[..] else {
-                return Err(Error::format(
-                    &merges_path,
-                    format!("line {}: expected two symbols, got {line:?}", rank + 2),
-                ));
-            };
+        // A later duplicate of a pair overrides the earlier rank, as in transformers.
+        for (rank, (a, b, line)) in merges.into_iter().enumerate() {
             let merged = format!("{a}{b}");
             if !encoder.contains_key(&merged) {
-                return Err(Error::format(
-                    &merges_path,
-                    format!("line {}: merge result {merged:?} is not in {}", rank + 2, vocab_path.display()),
-                ));
+                return Err(Error::format(&vocab_path, format!("{line}: merge result {merged:?} is not in the vocabulary")));
             }
             ranks.insert(format!("{a} {b}"), rank);
         }
@@ -236,7 +319,7 @@ impl ClipTokenizer {
                     if id.parse::<u32>().ok() != encoder.get(&content).copied() {
                         return Err(Error::format(
                             &path,
-                            format!("added token {content:?} (id {id}) is not in vocab.json with that id: added tokens beyond the vocabulary are not supported"),
+                            format!("added token {content:?} (id {id}) is not in the vocabulary with that id: added tokens beyond it are not supported"),
                         ));
                     }
                 }
@@ -251,6 +334,8 @@ impl ClipTokenizer {
         let mut special = |key: &str, default: &str| -> Result<SpecialToken> {
             let (content, normalized, source) =
                 entries.remove(key).unwrap_or_else(|| (default.to_string(), false, vocab_path.clone()));
+            // tokenizer.json's own entry for the token says how the fast tokenizer matches it.
+            let normalized = added_normalized.get(&content).copied().unwrap_or(normalized);
             let id = *encoder.get(&content).ok_or_else(|| {
                 Error::format(&source, format!("`{key}` {content:?} is not in {}", vocab_path.display()))
             })?;

@@ -144,9 +144,9 @@ impl DiTConfig {
             return Err("out_channels is 0: must be at least 1 (or null for in_channels)".into());
         }
         let d = self.attention_head_dim;
-        if !d.is_multiple_of(8) || d > crate::ops::attention::MAX_HEAD_DIM {
+        if d == 0 || d > crate::ops::attention::MAX_HEAD_DIM {
             return Err(format!(
-                "attention_head_dim {d} is not supported: the attention kernels take head dims that are multiples of 8, at most {}",
+                "attention_head_dim {d} is not supported: attention takes head dims from 1 to {}",
                 crate::ops::attention::MAX_HEAD_DIM
             ));
         }
@@ -355,7 +355,7 @@ mod tests {
             r#"{"norm_type": "ada_norm"}"#,
             r#"{"activation_fn": "geglu"}"#,
             r#"{"num_embeds_ada_norm": null}"#,
-            r#"{"attention_head_dim": 12}"#,
+            r#"{"attention_head_dim": 0}"#,
             r#"{"_class_name": "UNet2DConditionModel"}"#,
             r#"{"cross_attention_dim": 768}"#,
             r#"{"interpolation_scale": 2}"#,

@@ -131,10 +131,10 @@ impl AutoencoderKLConfig {
             return Err(format!("`block_out_channels` entry {c} does not split into `norm_num_groups` = {g} groups"));
         }
         let last = self.block_out_channels[n - 1];
-        if self.mid_block_add_attention && (!last.is_multiple_of(8) || last > crate::ops::attention::MAX_HEAD_DIM) {
+        if self.mid_block_add_attention && last > crate::ops::attention::MAX_HEAD_DIM {
             return Err(format!(
                 "the mid-block attention has one head of dim {last} (the last `block_out_channels` entry): not supported \
-                 (a multiple of 8 up to {})",
+                 (at most {})",
                 crate::ops::attention::MAX_HEAD_DIM
             ));
         }

@@ -4,8 +4,8 @@
 //! stop after the deepest tap counts less) and their fraction of the measured matrix rate; with
 //! `--profile`, where the time went, per op and per module (src/profile).
 
-use super::component::{self, Component};
-use super::forward::parse_dtype;
+use crate::models::component::{self, Component};
+use super::args::{compute_dtype, device};
 use crate::bench::{host_peak_bytes, measure_ceilings, reset_host_peak, time};
 use crate::ops;
 use crate::tensor::{DType, Device, Tensor};
@@ -118,8 +118,8 @@ fn inputs_for(model: &Component, args: &BenchArgs, dtype: DType, device: &Device
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let device = Device::parse(&args.device)?;
-    let dtype = parse_dtype(args.dtype.as_deref().unwrap_or(if device.is_cpu() { "f32" } else { "bf16" }), &device)?;
+    let device = device(&args.device)?;
+    let dtype = compute_dtype("--dtype", args.dtype.as_deref().unwrap_or(if device.is_cpu() { "f32" } else { "bf16" }), &device)?;
     let model = component::load(&args.model, args.component.as_deref(), args.config.as_deref(), dtype, &device)?;
     let inputs = inputs_for(&model, args, dtype, &device)?;
 

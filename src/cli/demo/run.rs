@@ -11,7 +11,7 @@ use super::{Plan, Size};
 use crate::diffc::sweep::SweepRow;
 use crate::features::extract::extract;
 use crate::features::FeatureStore;
-use crate::sae::cli::{AnalyzeArgs, EvalArgs, SaeCommand, TrainArgs};
+use crate::cli::sae::{AnalyzeArgs, EvalArgs, SaeCommand, TrainArgs};
 use crate::tensor::Device;
 use crate::{Context, Error, Result};
 use clap::{Args, FromArgMatches};
@@ -135,7 +135,7 @@ fn prepare(out: &Path, args: &DemoArgs) -> Result<()> {
 /// The device the commands run on, resolved once (so `auto` reports its choice once), as
 /// their `--device` value.
 fn resolve_device(s: &str) -> Result<(Device, String)> {
-    let d = Device::parse(s)?;
+    let d = crate::cli::args::device(s)?;
     let name = d.to_string();
     Ok((d, name))
 }
@@ -204,7 +204,7 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
         ],
     );
     step(3, steps, "extract: the features of both layers at both timesteps", Some(&cmd));
-    let ea: crate::features::cli::ExtractArgs = cmd.parse()?;
+    let ea: crate::cli::extract::ExtractArgs = cmd.parse()?;
     let es = extract(&ea.options()?, true)?;
     eprintln!(
         "  {} images in {:.1} s ({:.1} img/s, each at {} timesteps): VAE {:.1} s, U-Net {:.1} s",
@@ -248,9 +248,9 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
     let eval_json = sae_dir.join("eval.json");
     let eval = Command::new(&["sae", "eval"], &[("sae", p(&sae_dir)), ("json", p(&eval_json)), ("device", dev.clone())]);
     step(4, steps, &format!("sae train: a TopK SAE on {sae_layer} at t = {sae_t}, then its test-set figures"), Some(&train));
-    crate::sae::cli::run(SaeCommand::Train(Box::new(train.parse::<TrainArgs>()?)))?;
+    crate::cli::sae::run(SaeCommand::Train(Box::new(train.parse::<TrainArgs>()?)))?;
     eprintln!("  $ {}", eval.line());
-    crate::sae::cli::run(SaeCommand::Eval(Box::new(eval.parse::<EvalArgs>()?)))?;
+    crate::cli::sae::run(SaeCommand::Eval(Box::new(eval.parse::<EvalArgs>()?)))?;
     timings.push(("k-SAE", t.elapsed().as_secs_f64()));
 
     // 5. its analysis: top images, sigma_label, purity, grids, the HTML report
@@ -261,7 +261,7 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
         &[("sae", p(&sae_dir)), ("top", plan.sae_top.to_string()), ("grids", plan.sae_grids.to_string()), ("thumb", "64".into()), ("device", dev.clone()), ("out", p(&report))],
     );
     step(5, steps, "sae analyze: each latent's top images, sigma_label, grids and the report", Some(&analyze));
-    crate::sae::cli::run(SaeCommand::Analyze(Box::new(analyze.parse::<AnalyzeArgs>()?)))?;
+    crate::cli::sae::run(SaeCommand::Analyze(Box::new(analyze.parse::<AnalyzeArgs>()?)))?;
     let store = FeatureStore::open(&features)?;
     let analysed = store.split_indices("train");
     let purity = purity::judge(&report.join("latents.json"), &store.manifest().images, &analysed, &ds, plan.sae_top)?;
@@ -287,8 +287,8 @@ pub fn run(args: &DemoArgs) -> Result<DemoOutcome> {
         ],
     );
     step(6, steps, "diffc sweep: a shape classifier on each (layer, timestep)", Some(&cmd));
-    let sa: crate::diffc::cli::SweepArgs = cmd.parse()?;
-    crate::diffc::cli::run_sweep(&sa)?;
+    let sa: crate::cli::diffc::SweepArgs = cmd.parse()?;
+    crate::cli::diffc::run_sweep(&sa)?;
     let sweep_json = diffc_dir.join("sweep.json");
     let text = std::fs::read_to_string(&sweep_json).map_err(|e| Error::io(&sweep_json, e))?;
     let rows: Vec<SweepRow> = serde_json::from_str(&text).map_err(|e| Error::format(&sweep_json, e.to_string()))?;
@@ -317,10 +317,10 @@ mod tests {
     fn commands_print_and_parse_as_the_cli_does() {
         let c = Command::new(&["diffc", "sweep"], &[("features", "f".into()), ("layers", "mid,up.1".into()), ("timesteps", "25".into()), ("out", "o".into())]);
         assert_eq!(c.line(), "revelio diffc sweep --features f --layers mid,up.1 --timesteps 25 --out o");
-        let a: crate::diffc::cli::SweepArgs = c.parse().unwrap();
+        let a: crate::cli::diffc::SweepArgs = c.parse().unwrap();
         assert_eq!(a.layers, ["mid", "up.1"]);
         assert_eq!(a.opts.epochs, 30);
         let bad = Command::new(&["diffc", "sweep"], &[("nope", "1".into())]);
-        assert!(bad.parse::<crate::diffc::cli::SweepArgs>().is_err());
+        assert!(bad.parse::<crate::cli::diffc::SweepArgs>().is_err());
     }
 }

@@ -1,14 +1,15 @@
-//! Command-line arguments of `revelio extract` and `revelio features`, and the text they print.
+//! `revelio extract`: its arguments, the library options they ask for, and the summary it prints.
 
-use super::backbone::{Conditioning, DitClass, Posterior};
-use super::dataset::{DatasetFormat, DatasetOptions};
-use super::extract::{extract, ExtractOptions};
-use super::hf_parquet::Columns;
-use super::merge::{find_parts, merge_parts};
-use super::store::Pooling;
-use crate::tensor::{DType, Device};
+use super::args::{compute_dtype, device, float_dtype, secs, shard};
+use crate::features::clip_prompts::{read_templates, DEFAULT_TEMPLATE};
+use crate::features::conditioning::{Conditioning, DitClass};
+use crate::features::dataset::{DatasetFormat, DatasetOptions};
+use crate::features::extract::{extract, ExtractOptions};
+use crate::features::hf_parquet::Columns;
+use crate::features::store::Pooling;
+use crate::models::pipeline::Posterior;
 use crate::{Error, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use std::path::PathBuf;
 
 /// `revelio extract`: stored diffusion features for every image of a dataset.
@@ -62,9 +63,20 @@ pub struct ExtractArgs {
     pub posterior: String,
     /// Condition the U-Net on this prompt instead of the empty one; `{label}` becomes the
     /// image's true class name (e.g. "a photo of a {label}"), which leaks the label into the
-    /// features: a classifier on them is not label-free.
-    #[arg(long, conflicts_with = "captions")]
+    /// features: a classifier on them is not label-free. --prompt-from-clip is the leak-free way.
+    #[arg(long, conflicts_with_all = ["captions", "prompt_from_clip"])]
     pub prompt: Option<String>,
+    /// Condition each image on the class prompt this CLIP model (a transformers CLIPModel folder,
+    /// e.g. openai/clip-vit-base-patch32) scores best for it, as the reference's from_CLIP
+    /// (templates x the dataset's class names; no label is read). The choice is recorded per
+    /// image in manifest.json (`images[i].prompt`).
+    #[arg(long, value_name = "CLIP_DIR", conflicts_with = "captions")]
+    pub prompt_from_clip: Option<PathBuf>,
+    /// The templates of --prompt-from-clip: one per line with `{}` (or `{label}`) for the class
+    /// name, the reference's format, e.g. "A photo of a {}, a type of pet."; default: one
+    /// template, "a photo of a {}.".
+    #[arg(long, value_name = "FILE", requires = "prompt_from_clip")]
+    pub prompt_templates: Option<PathBuf>,
     /// Condition the U-Net on each image's caption (--caption-column for parquet).
     #[arg(long)]
     pub captions: bool,
@@ -107,41 +119,22 @@ pub struct ExtractArgs {
     pub caption_column: Option<String>,
 }
 
-/// `revelio features ...`
-#[derive(Subcommand, Debug)]
-pub enum FeaturesCommand {
-    /// Join the parts of a sharded extraction (<dir>/part-I-of-N/) into one feature store.
-    Merge {
-        /// The --out folder of the sharded run.
-        dir: PathBuf,
-        /// Where the merged store goes (default: <dir> itself).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-}
-
-fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let bad = || Error::BadOption(format!("--shard {s}: expected i/n with 1 <= i <= n (e.g. $SLURM_ARRAY_TASK_ID/8)"));
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if i == 0 || i > n {
-        return Err(bad());
-    }
-    Ok((i - 1, n))
-}
-
-fn dtype(flag: &str, s: &str) -> Result<DType> {
-    DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::BadOption(format!("{flag} {s}: expected f32, f16 or bf16")))
-}
-
 impl ExtractArgs {
     /// The library options these arguments ask for.
     pub fn options(&self) -> Result<ExtractOptions> {
+        let device = device(&self.device)?;
         let format = self.format.as_deref().map(DatasetFormat::parse).transpose()?;
-        let conditioning = match (&self.prompt, self.captions) {
-            (Some(p), _) => Conditioning::Prompt(p.clone()),
-            (None, true) => Conditioning::Captions,
-            (None, false) => Conditioning::Empty,
+        let conditioning = match (&self.prompt, &self.prompt_from_clip, self.captions) {
+            (Some(p), _, _) => Conditioning::Prompt(p.clone()),
+            (None, Some(model), _) => Conditioning::Clip {
+                model: model.clone(),
+                templates: match &self.prompt_templates {
+                    Some(f) => read_templates(f)?,
+                    None => vec![DEFAULT_TEMPLATE.to_string()],
+                },
+            },
+            (None, None, true) => Conditioning::Captions,
+            (None, None, false) => Conditioning::Empty,
         };
         let posterior = match self.posterior.as_str() {
             "mean" => Posterior::Mean,
@@ -167,26 +160,22 @@ impl ExtractArgs {
             resolution: self.resolution,
             batch_size: self.batch_size,
             pooling: Pooling::parse(&self.pooling)?,
-            dtype: dtype("--dtype", &self.dtype)?,
-            model_dtype: dtype("--model-dtype", &self.model_dtype)?,
-            device: Device::parse(&self.device)?,
+            dtype: float_dtype("--dtype", &self.dtype)?,
+            model_dtype: compute_dtype("--model-dtype", &self.model_dtype, &device)?,
+            device,
             seed: self.seed,
             noise_draws: self.noise_draws,
             posterior,
             conditioning,
             dit_noise: self.dit_noise,
             dit_class,
-            part: parse_shard(&self.shard)?,
+            part: shard(&self.shard)?,
             shard_size: self.shard_size,
             latent_cache: self.latent_cache.clone(),
             workers: self.workers,
             max_shards: self.max_shards,
         })
     }
-}
-
-fn secs(d: std::time::Duration) -> f64 {
-    d.as_secs_f64()
 }
 
 /// Runs `revelio extract` and prints its summary.
@@ -219,24 +208,4 @@ pub fn run_extract(args: &ExtractArgs) -> Result<()> {
         println!("when every part is done: revelio features merge {}", opts.out.display());
     }
     Ok(())
-}
-
-/// Runs `revelio features <command>`.
-pub fn run_features(cmd: &FeaturesCommand) -> Result<()> {
-    match cmd {
-        FeaturesCommand::Merge { dir, out } => {
-            let parts = find_parts(dir)?;
-            let out = out.clone().unwrap_or_else(|| dir.clone());
-            let m = merge_parts(&parts, &out)?;
-            println!(
-                "merged {} parts: {} images in {} shards, {} failures -> {}",
-                parts.len(),
-                m.images.len(),
-                m.shards.len(),
-                m.failures.len(),
-                out.display()
-            );
-            Ok(())
-        }
-    }
 }

@@ -1,12 +1,13 @@
 //! `revelio diffc train|eval|sweep`: the arguments (clap) and what each subcommand runs.
 
-use super::data::{FeatureSource, FileSource, Split, StoreSource, TokenLayout};
-use super::eval::{evaluate, write_report};
-use super::model::DiffcClassifier;
-use super::online::{check_layers, report, BatchPlan, OnlineOptions, OnlineSource, TestNoise, ONLINE_REPORT};
-use super::sweep::{sweep, sweep_store};
-use super::train::{parse_dtype, read_run_config, train, ModelOptions, TrainConfig, TrainSummary, BEST_WEIGHTS, WEIGHTS};
-use crate::features::backbone::{Conditioning, DitClass};
+use super::args::{compute_dtype, device};
+use crate::diffc::data::{FeatureSource, FileSource, Split, StoreSource, TokenLayout};
+use crate::diffc::eval::{evaluate, write_report};
+use crate::diffc::model::DiffcClassifier;
+use crate::diffc::online::{check_layers, report, BatchPlan, OnlineOptions, OnlineSource, TestNoise, ONLINE_REPORT};
+use crate::diffc::sweep::{sweep, sweep_store};
+use crate::diffc::train::{read_run_config, train, ModelOptions, TrainConfig, TrainSummary, BEST_WEIGHTS, WEIGHTS};
+use crate::features::conditioning::{Conditioning, DitClass};
 use crate::features::dataset::DatasetFormat;
 use crate::features::hf_parquet::Columns;
 use crate::io::write_atomic;
@@ -333,7 +334,7 @@ fn print_summary(s: &TrainSummary, out: &Path) {
 }
 
 pub fn run_train(a: &TrainArgs) -> Result<()> {
-    let device = Device::parse(&a.opts.device)?;
+    let device = device(&a.opts.device)?;
     let mut source: Box<dyn FeatureSource> = match (&a.features, &a.input, a.online) {
         (Some(store), None, false) => {
             let (layer, t) = store_layer(&a.layer, a.timestep)?;
@@ -366,8 +367,8 @@ fn run_online(a: &TrainArgs, device: &Device) -> Result<()> {
 }
 
 pub fn run_eval(a: &EvalArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
-    let dtype = parse_dtype(&a.dtype, &device)?;
+    let device = device(&a.device)?;
+    let dtype = compute_dtype("--dtype", &a.dtype, &device)?;
     let config = read_run_config(&a.classifier)?;
     let file = match a.weights.as_str() {
         "last" => WEIGHTS,
@@ -416,7 +417,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
 }
 
 pub fn run_sweep(a: &SweepArgs) -> Result<()> {
-    let device = Device::parse(&a.opts.device)?;
+    let device = device(&a.opts.device)?;
     if a.layers.is_empty() || a.timesteps.is_empty() {
         return Err(Error::BadOption("diffc sweep: give at least one layer and one timestep".into()));
     }

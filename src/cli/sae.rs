@@ -4,12 +4,13 @@
 //! (or plain mse) --b-dec-init median --rows position --batch 4096 --lr 1e-4 --warmup 0
 //! --adam-eps 6.25e-10` (docs/sae.md).
 
-use super::checkpoint::{self, Provenance};
-use super::data::{self, RowKind, Rows};
-use super::loss::{AuxConfig, LossKind};
-use super::metrics;
-use super::model::Init;
-use super::train::{self, BDecInit, Decay, Moments, TrainConfig, TrainOptions};
+use super::args::device;
+use crate::sae::checkpoint::{self, Provenance};
+use crate::sae::data::{self, RowKind, Rows};
+use crate::sae::loss::{AuxConfig, LossKind};
+use crate::sae::metrics;
+use crate::sae::model::Init;
+use crate::sae::train::{self, BDecInit, Decay, Moments, TrainConfig, TrainOptions};
 use crate::analysis::{self, explorer::ReportMeta, top::RankBy, AnalyzeOptions};
 use crate::features::FeatureStore;
 use crate::io::{save_safetensors, write_atomic};
@@ -44,6 +45,13 @@ pub struct SourceArgs {
     /// The timestep in the store; may be left out when the store has one.
     #[arg(long)]
     pub timestep: Option<usize>,
+    /// A store of `revelio generate`: the sampling step (instead of --timestep).
+    #[arg(long)]
+    pub step: Option<usize>,
+    /// A store of `revelio generate`: the branch, cond or uncond (the layer becomes
+    /// `<layer>@<branch>`).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// The store split (default: `train` for training and analysis when the store has it).
     #[arg(long)]
     pub split: Option<String>,
@@ -227,9 +235,11 @@ struct StoreSource {
     timestep: usize,
 }
 
-fn open_store(dir: &Path, layer: Option<&str>, timestep: Option<usize>) -> Result<StoreSource> {
+fn open_store(dir: &Path, layer: Option<&str>, timestep: Option<usize>, src: &SourceArgs) -> Result<StoreSource> {
     let store = FeatureStore::open(dir)?;
     let m = store.manifest();
+    let (layer, timestep) = m.select(layer, timestep, src.step, src.branch.as_deref())?;
+    let layer = layer.as_deref();
     let layer = match layer {
         Some(l) => l.to_string(),
         None if m.layers.len() == 1 => m.layers[0].clone(),
@@ -267,11 +277,11 @@ pub fn run(cmd: SaeCommand) -> Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
+    let device = device(&a.device)?;
     let kind = rows_kind(a.source.rows.as_deref(), RowKind::Image)?;
     let (rows, prov) = match (&a.source.features, &a.source.input) {
         (Some(dir), None) => {
-            let s = open_store(dir, a.source.layer.as_deref(), a.source.timestep)?;
+            let s = open_store(dir, a.source.layer.as_deref(), a.source.timestep, &a.source)?;
             let split = split_name(&s.store, a.source.split.as_deref(), true);
             let images = s.store.split_indices(&split);
             let (train_imgs, held) = data::holdout_split(&images, a.holdout, a.seed);
@@ -366,7 +376,7 @@ fn rows_for(info: &checkpoint::RevelioInfo, src: &SourceArgs, images: impl Fn(&F
         (None, false) => return Err(Error::BadOption("pass --features STORE or --input FILE".into())),
     };
     let layer = src.layer.clone().or_else(|| info.provenance.layer.clone());
-    let s = open_store(&dir, layer.as_deref(), src.timestep.or(info.provenance.timestep))?;
+    let s = open_store(&dir, layer.as_deref(), src.timestep.or(info.provenance.timestep), src)?;
     let split = src.split.clone().unwrap_or_default();
     let imgs = images(&s.store, &split)?;
     let rows = data::from_store(&s.store, &s.layer, s.timestep, &imgs, kind, device)?;
@@ -381,7 +391,7 @@ fn check_d(rows: &Rows, d_in: usize, what: &str) -> Result<()> {
 }
 
 fn encode_cmd(a: EncodeArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
+    let device = device(&a.device)?;
     let (sae, info) = checkpoint::load_sae(&a.sae, &device)?;
     let (rows, _) = rows_for(&info, &a.source, |store, split| Ok(store.split_indices(split)), &device)?;
     check_d(&rows, sae.cfg.d_in, "the features")?;
@@ -411,7 +421,7 @@ fn encode_cmd(a: EncodeArgs) -> Result<()> {
 }
 
 fn eval_cmd(a: EvalArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
+    let device = device(&a.device)?;
     let (sae, info) = checkpoint::load_sae(&a.sae, &device)?;
     let held = info.provenance.holdout_images.clone();
     let same_store = a.source.features.as_ref().is_none_or(|f| f.display().to_string() == info.provenance.source);
@@ -460,7 +470,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
 }
 
 fn analyze_cmd(a: AnalyzeArgs) -> Result<()> {
-    let device = Device::parse(&a.device)?;
+    let device = device(&a.device)?;
     let (sae, info) = checkpoint::load_sae(&a.sae, &device)?;
     let dir = match &a.source.features {
         Some(d) => d.clone(),
@@ -468,7 +478,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<()> {
         None => return Err(Error::BadOption("sae analyze: pass --features STORE (labels and images come from its manifest)".into())),
     };
     let layer = a.source.layer.clone().or_else(|| info.provenance.layer.clone());
-    let s = open_store(&dir, layer.as_deref(), a.source.timestep.or(info.provenance.timestep))?;
+    let s = open_store(&dir, layer.as_deref(), a.source.timestep.or(info.provenance.timestep), &a.source)?;
     let split = split_name(&s.store, a.source.split.as_deref(), true);
     let images = s.store.split_indices(&split);
     let kind = rows_kind(a.source.rows.as_deref(), info.provenance.rows)?;

@@ -9,7 +9,8 @@
 //! a VAE's encoder taps record the encode pass (they need `sample`), its decoder taps
 //! (`post_quant_conv`, `decoder.*`) the decode pass (they need `latents`).
 
-use super::component::{self, Component};
+use super::args::{compute_dtype, device};
+use crate::models::component::{self, Component};
 use crate::io::{save_safetensors, SafeTensorsFile};
 use crate::tensor::{DType, Device, Tensor};
 use crate::{ops, Error, Result};
@@ -56,18 +57,9 @@ fn input(f: &SafeTensorsFile, name: &str, dtype: DType, device: &Device) -> Resu
     f.load(name, dtype, device)
 }
 
-/// Parses `--dtype` and checks it can run on `device`.
-pub fn parse_dtype(s: &str, device: &Device) -> Result<DType> {
-    let dtype = DType::parse(s).filter(|d| d.is_float()).ok_or_else(|| Error::BadOption(format!("--dtype {s}: expected f32, f16 or bf16")))?;
-    if device.is_cpu() && dtype != DType::F32 {
-        return Err(Error::BadOption(format!("--dtype {s}: the CPU backend runs f32 only")));
-    }
-    Ok(dtype)
-}
-
 pub fn run(args: &ForwardArgs) -> Result<()> {
-    let device = Device::parse(&args.device)?;
-    let dtype = parse_dtype(&args.dtype, &device)?;
+    let device = device(&args.device)?;
+    let dtype = compute_dtype("--dtype", &args.dtype, &device)?;
     let model = component::load(&args.model, args.component.as_deref(), args.config.as_deref(), dtype, &device)?;
     let inputs = SafeTensorsFile::open(&args.inputs)?;
     let names: Vec<&str> = args.taps.iter().map(String::as_str).collect();
